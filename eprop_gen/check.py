@@ -1,0 +1,273 @@
+"""check: ModelAST -> ModelIR. Resolves every name, builds sympy expressions, reports all mistakes at once."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import sympy as sp
+from lark import Token, Tree
+
+from .errors import Diagnostic, ModelError, Span, did_you_mean
+from .ir import (SURROGATE_FUNCTIONS, UNITS, WEIGHT, Assignment, CurrentPort, ModelAST, ModelIR,
+                 NumericScheme, Parameter, SpikePort, SpikeRule, StateVariable, Surrogate)
+
+_FUNCTIONS = {
+    "exp": (sp.exp, 1), "log": (sp.log, 1), "sqrt": (sp.sqrt, 1), "abs": (sp.Abs, 1),
+    "sin": (sp.sin, 1), "cos": (sp.cos, 1), "tanh": (sp.tanh, 1), "min": (sp.Min, 2), "max": (sp.Max, 2),
+}
+_CONSTANTS = {"pi": sp.pi}
+_COMPARE = {">=": sp.GreaterThan, ">": sp.StrictGreaterThan, "<=": sp.LessThan, "<": sp.StrictLessThan}
+_SURROGATE_DEFAULTS = {"height": sp.Float(0.3), "width": sp.Float(1.0)}
+
+
+@dataclass
+class _Checker:
+    ast: ModelAST
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def error(self, code: str, message: str, span: Span | None, hint: str = "") -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, hint))
+
+    # ---------------------------------------------------------------- expressions
+    def expr(self, tree, scope: dict[str, sp.Expr], what: str) -> sp.Expr:
+        """Convert a parse tree into sympy; unknown names are reported and replaced by 0."""
+        if isinstance(tree, Token):
+            return self.expr(Tree("name", [tree]), scope, what)
+        kind = tree.data
+        kids = [c for c in tree.children if not (isinstance(c, Token) and c.type in ("LPAR", "RPAR"))]
+        if kind == "number":
+            return sp.Float(str(kids[0])) if any(c in kids[0] for c in ".eE") else sp.Integer(int(kids[0]))
+        if kind == "name":
+            tok = kids[0]
+            name = str(tok)
+            if name in scope:
+                return scope[name]
+            if name in _CONSTANTS:
+                return _CONSTANTS[name]
+            span = Span(tok.line, tok.column, tok.column + len(name), self.ast.file)
+            hint = did_you_mean(name, list(scope) + list(_CONSTANTS)) or f"declare it under parameters: or state: ({what})"
+            self.error("E104", f"undefined name '{name}'", span, hint)
+            return sp.Integer(0)
+        if kind == "call":
+            tok, args = kids[0], [self.expr(a, scope, what) for a in kids[1:] if a is not None]
+            name = str(tok)
+            span = Span(tok.line, tok.column, tok.column + len(name), self.ast.file)
+            if name not in _FUNCTIONS:
+                self.error("E105", f"unknown function '{name}'", span,
+                           did_you_mean(name, _FUNCTIONS) or f"known functions: {', '.join(_FUNCTIONS)}")
+                return sp.Integer(0)
+            fn, arity = _FUNCTIONS[name]
+            if len(args) != arity:
+                self.error("E106", f"'{name}' takes {arity} argument(s), got {len(args)}", span)
+                return sp.Integer(0)
+            return fn(*args)
+        if kind == "atom":          # parenthesised expression
+            return self.expr(kids[0], scope, what)
+        if kind == "neg":
+            return -self.expr(kids[0], scope, what)
+        if kind == "pow":
+            return self.expr(kids[0], scope, what) ** self.expr(kids[2], scope, what)
+        a, b = self.expr(kids[0], scope, what), self.expr(kids[1], scope, what)
+        return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b, "div": lambda: a / b}[kind]()
+
+    # ---------------------------------------------------------------- declarations
+    def unit(self, unit: str | None, span: Span) -> None:
+        if unit is not None and unit not in UNITS:
+            self.error("E110", f"unknown unit '{unit}'", span, did_you_mean(unit, UNITS) or f"known units: {' '.join(UNITS)}")
+
+    def check(self) -> ModelIR:
+        ast = self.ast
+        for section, span in ast.duplicate_sections:
+            self.error("E102", f"section '{section}:' appears twice", span, "merge the two sections into one")
+        declared: dict[str, Span] = {}
+
+        def declare(name: str, span: Span, kind: str) -> bool:
+            if name in declared:
+                prev = declared[name]
+                self.error("E102", f"'{name}' is declared twice", span, f"first declared at line {prev.line}")
+                return False
+            if name in ("weight",) or name in _FUNCTIONS or name in _CONSTANTS:
+                self.error("E103", f"'{name}' is a reserved name and cannot name a {kind}", span)
+                return False
+            declared[name] = span
+            return True
+
+        params = [p for p in ast.parameters if declare(p.name, p.span, "parameter")]
+        states = [s for s in ast.states if declare(s.name, s.span, "state variable")]
+        ports = [p for p in ast.ports if declare(p.name, p.span, "port")]
+
+        param_symbols = {p.name: sp.Symbol(p.name, real=True) for p in params}
+        state_symbols = {s.name: sp.Symbol(s.name, real=True) for s in states}
+        current_symbols = {p.name: sp.Symbol(p.name, real=True) for p in ports if p.kind == "current"}
+
+        parameters = []
+        for p in params:
+            self.unit(p.unit, p.value_span)
+            value = self.expr(p.value, {}, "parameter defaults are numbers")
+            default = self.number(value, p.value_span, f"default of '{p.name}'")
+            parameters.append(Parameter(p.name, param_symbols[p.name], default, p.unit))
+        defaults = {param_symbols[p.name]: p.default for p in parameters}
+
+        state_vars = []
+        for s in states:
+            self.unit(s.unit, s.value_span)
+            init = self.expr(s.value, param_symbols, "initial values may use parameters")
+            self.number(init.subs(defaults), s.value_span, f"initial value of '{s.name}'")
+            state_vars.append(StateVariable(s.name, state_symbols[s.name], init, s.unit))
+
+        dynamic_scope = {**param_symbols, **state_symbols, **current_symbols}
+        odes = self.odes(dynamic_scope, state_symbols, param_symbols, current_symbols)
+        spike_ports, current_ports = self.ports(ports, param_symbols, state_symbols, current_symbols)
+        spike = self.spike(dynamic_scope, param_symbols, state_symbols)
+        scheme = self.scheme()
+
+        if self.diagnostics:
+            raise ModelError(self.diagnostics, ast.source)
+        return ModelIR(ast.name, ast.file, tuple(parameters), tuple(state_vars), spike_ports, current_ports,
+                       odes, spike, scheme)
+
+    def number(self, value: sp.Expr, span: Span, what: str) -> float:
+        if value.free_symbols:
+            return 0.0      # the unknown name was already reported
+        try:
+            number = complex(value.evalf())
+        except (TypeError, ValueError):
+            number = complex("nan")
+        if value.has(sp.zoo) or math.isinf(abs(number)) or number != number:
+            self.error("E108", f"{what} is not finite (division by zero?)", span, "check the expression")
+            return 0.0
+        if number.imag != 0:
+            self.error("E108", f"{what} is not a real number", span)
+            return 0.0
+        return float(number.real)
+
+    def odes(self, scope, state_symbols, param_symbols, current_symbols):
+        odes, seen = [], set()
+        for o in self.ast.odes:
+            if o.name not in state_symbols:
+                if o.name in param_symbols:
+                    self.error("E107", f"'{o.name}' is a parameter and cannot have an equation", o.span,
+                               "move it to the state: block")
+                else:
+                    hint = did_you_mean(o.name, state_symbols) or f"declare it under state:, e.g. {o.name} = 0"
+                    self.error("E107", f"equation for undeclared state variable '{o.name}'", o.span, hint)
+                self.expr(o.rhs, scope, "equations use parameters, states and current inputs")
+                continue
+            if o.name in seen:
+                self.error("E102", f"'{o.name}' has two equations", o.span, "combine them into one right-hand side")
+                continue
+            seen.add(o.name)
+            odes.append((o.name, self.expr(o.rhs, scope, "equations use parameters, states and current inputs")))
+        return tuple(odes)
+
+    def ports(self, ports, param_symbols, state_symbols, current_symbols):
+        spike_ports, current_ports = [], []
+        scope = {**param_symbols, "weight": WEIGHT}
+        for p in ports:
+            if p.kind == "current":
+                self.unit(p.unit, p.span)
+                current_ports.append(CurrentPort(p.name, current_symbols[p.name], p.unit))
+                continue
+            if p.target not in state_symbols:
+                self.error("E104", f"spike port '{p.name}' targets unknown state variable '{p.target}'",
+                           p.target_span, did_you_mean(p.target, state_symbols) or "declare it under state:")
+                continue
+            x = state_symbols[p.target]
+            value = WEIGHT if p.value is None else self.expr(p.value, scope, "a port increment uses weight and parameters")
+            new = _apply_operator(x, p.operator, value)
+            spike_ports.append(SpikePort(p.name, p.target, sp.simplify(new - x)))
+        return tuple(spike_ports), tuple(current_ports)
+
+    def spike(self, scope, param_symbols, state_symbols) -> SpikeRule | None:
+        decl = self.ast.spike
+        if decl is None:
+            return None
+        for item, span in decl.duplicates:
+            self.error("E102", f"'{item}:' is given twice in the spike: block", span)
+        condition = sp.true
+        if decl.threshold is None:
+            self.error("E109", "the spike: block needs a threshold", decl.span, "e.g. threshold: V_m >= V_th")
+        else:
+            lhs, op, rhs, span = decl.threshold
+            a = self.expr(lhs, scope, "a threshold compares state variables and parameters")
+            b = self.expr(rhs, scope, "a threshold compares state variables and parameters")
+            condition = _COMPARE[op](a, b, evaluate=False)
+            if not (condition.free_symbols & set(state_symbols.values())) and not self.diagnostics:
+                self.error("E109", "the threshold does not depend on any state variable", span)
+        reset = []
+        for a in decl.reset:
+            if a.target not in state_symbols:
+                self.error("E104", f"reset of unknown state variable '{a.target}'", a.span,
+                           did_you_mean(a.target, state_symbols) or "only state variables can be reset")
+                continue
+            value = self.expr(a.value, scope, "a reset uses states and parameters")
+            reset.append(Assignment(a.target, _apply_operator(state_symbols[a.target], a.operator, value)))
+        period, held = None, ()
+        if decl.refractory is not None:
+            tree, names, span = decl.refractory
+            period = self.expr(tree, param_symbols, "a refractory period uses parameters only")
+            for name, nspan in names:
+                if name not in state_symbols:
+                    self.error("E104", f"cannot hold unknown state variable '{name}'", nspan,
+                               did_you_mean(name, state_symbols) or "list state variables after 'holding'")
+            held = tuple(n for n, _ in names if n in state_symbols)
+        surrogate = self.surrogate(decl.surrogate, scope) if decl.surrogate else None
+        return SpikeRule(condition, tuple(reset), period, held, surrogate)
+
+    def surrogate(self, call, scope) -> Surrogate | None:
+        if call.function not in SURROGATE_FUNCTIONS:
+            self.error("E111", f"unknown surrogate gradient function '{call.function}'", call.span,
+                       did_you_mean(call.function, SURROGATE_FUNCTIONS) or "known: " + ", ".join(SURROGATE_FUNCTIONS))
+            return None
+        if len(call.args) != 1:
+            self.error("E106", f"'{call.function}' takes one positional argument, the distance to threshold "
+                       f"(e.g. V_m - V_th), got {len(call.args)}", call.span)
+            return None
+        distance = self.expr(call.args[0], scope, "a surrogate uses states and parameters")
+        options = dict(_SURROGATE_DEFAULTS)
+        for name, tree, span in call.kwargs:
+            if name not in options:
+                self.error("E106", f"unknown option '{name}' of '{call.function}'", span,
+                           did_you_mean(name, options) or "options: height, width")
+                continue
+            options[name] = self.expr(tree, scope, "surrogate options use parameters")
+        return Surrogate(call.function, distance, options["height"], options["width"],
+                         surrogate_expression(call.function, distance, options["height"], options["width"]))
+
+    def scheme(self) -> NumericScheme:
+        call = self.ast.solver
+        if call is None:
+            return NumericScheme("rk4", 1)
+        if call.function != "rk4":
+            self.error("E112", f"unknown numerical scheme '{call.function}'", call.span,
+                       "available: rk4 (classic 4th-order Runge-Kutta), e.g. solver: rk4(substeps=4)")
+            return NumericScheme("rk4", 1)
+        substeps = 1
+        for name, tree, span in call.kwargs:
+            value = self.expr(tree, {}, "substeps is a whole number")
+            if name != "substeps":
+                self.error("E106", f"unknown option '{name}' of 'rk4'", span, "options: substeps")
+            elif not (value.is_Integer and int(value) >= 1):
+                self.error("E108", "substeps must be a whole number >= 1", span)
+            else:
+                substeps = int(value)
+        return NumericScheme("rk4", substeps)
+
+
+def _apply_operator(x: sp.Expr, op: str, value: sp.Expr) -> sp.Expr:
+    return {"=": value, "+=": x + value, "-=": x - value, "*=": x * value, "/=": x / value}[op]
+
+
+def surrogate_expression(function: str, d: sp.Expr, height: sp.Expr, width: sp.Expr) -> sp.Expr:
+    """The pseudo-derivative psi as NEST 3.10's code computes it (not its doc strings)."""
+    x = sp.Abs(d) / width
+    return {
+        "piecewise_linear": height * sp.Max(0, 1 - x),
+        "exponential": height * sp.exp(-x),
+        "fast_sigmoid_derivative": height * (1 + x) ** -2,
+        "arctan_derivative": height / (1 + (d / width) ** 2),
+    }[function]
+
+
+def check_model(ast: ModelAST) -> ModelIR:
+    return _Checker(ast).check()

@@ -1,0 +1,179 @@
+"""The intermediate representations every stage shares. Plain frozen dataclasses, no target knowledge.
+
+Two layers:
+- the AST (what the file says, with spans; expressions still as positioned parse trees), made by
+  `parse.py`;
+- the ModelIR (what the model means: sympy symbols and expressions, resolved names), made by
+  `check.py` and consumed by `solve/`, `plan.py` and any back end (C++ now, HLS later).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from .errors import Span
+
+# --------------------------------------------------------------------------------------------- AST
+
+
+@dataclass(frozen=True)
+class Declaration:            # `name = expr [unit]` in `parameters:` or `state:`
+    name: str
+    value: Any                # lark Tree/Token of the expression
+    unit: str | None
+    span: Span                # the name
+    value_span: Span
+
+
+@dataclass(frozen=True)
+class PortDecl:
+    name: str
+    kind: str                 # "spike" or "current"
+    target: str | None        # spike ports: the state variable that jumps
+    operator: str             # spike ports: "+=", "-=", ...; "+=" for the plain `-> x` form
+    value: Any                # spike ports: increment expression tree, None for `-> x` (means weight)
+    unit: str | None
+    span: Span
+    target_span: Span | None
+
+
+@dataclass(frozen=True)
+class OdeDecl:
+    name: str
+    rhs: Any
+    span: Span
+
+
+@dataclass(frozen=True)
+class AssignmentDecl:
+    target: str
+    operator: str
+    value: Any
+    span: Span
+
+
+@dataclass(frozen=True)
+class CallDecl:               # `surrogate: f(args)` and `solver: rk4(args)`
+    function: str
+    args: tuple               # positional argument trees
+    kwargs: tuple             # ((name, tree, span), ...)
+    span: Span
+
+
+@dataclass(frozen=True)
+class SpikeDecl:
+    threshold: tuple | None   # (lhs tree, comparison operator, rhs tree, span)
+    reset: tuple[AssignmentDecl, ...]
+    refractory: tuple | None  # (period tree, (held names, ...), ((name, span), ...), span)
+    surrogate: CallDecl | None
+    span: Span
+    duplicates: tuple = ()    # ((item name, span), ...) given more than once
+
+
+@dataclass(frozen=True)
+class ModelAST:
+    name: str
+    file: str
+    source: str
+    parameters: tuple[Declaration, ...]
+    states: tuple[Declaration, ...]
+    ports: tuple[PortDecl, ...]
+    odes: tuple[OdeDecl, ...]
+    spike: SpikeDecl | None
+    solver: CallDecl | None
+    span: Span
+    duplicate_sections: tuple = ()   # ((section name, span), ...)
+
+
+# ---------------------------------------------------------------------------------------------- IR
+
+WEIGHT = sp.Symbol("weight", real=True)   # the synaptic weight inside a spike port's increment
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    symbol: sp.Symbol
+    default: float
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class StateVariable:
+    name: str
+    symbol: sp.Symbol
+    initial: sp.Expr          # may use parameters (e.g. V_m = E_L)
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class SpikePort:
+    name: str
+    target: str               # the state variable that jumps
+    increment: sp.Expr        # new value = target + increment; uses WEIGHT and parameters
+
+
+@dataclass(frozen=True)
+class CurrentPort:
+    name: str
+    symbol: sp.Symbol         # piecewise constant over each step
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    target: str
+    value: sp.Expr            # the new value (x += d is stored as x + d)
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    function: str             # one of SURROGATE_FUNCTIONS
+    distance: sp.Expr         # v - threshold, the argument the pseudo-derivative is taken at
+    height: sp.Expr
+    width: sp.Expr
+    expression: sp.Expr       # the pseudo-derivative itself
+
+
+@dataclass(frozen=True)
+class SpikeRule:
+    condition: sp.Expr        # a sympy relational
+    reset: tuple[Assignment, ...]
+    refractory_period: sp.Expr | None     # in ms, over parameters
+    held: tuple[str, ...]                 # state variables frozen while refractory
+    surrogate: Surrogate | None
+
+
+@dataclass(frozen=True)
+class NumericScheme:
+    method: str               # "rk4"
+    substeps: int
+
+
+@dataclass(frozen=True)
+class ModelIR:
+    name: str
+    file: str
+    parameters: tuple[Parameter, ...]
+    states: tuple[StateVariable, ...]
+    spike_ports: tuple[SpikePort, ...]
+    current_ports: tuple[CurrentPort, ...]
+    odes: tuple[tuple[str, sp.Expr], ...]   # (state name, right-hand side); states without ODE are constant
+    spike: SpikeRule | None
+    scheme: NumericScheme
+
+    @property
+    def is_spiking(self) -> bool:
+        return self.spike is not None
+
+    def state(self, name: str) -> StateVariable:
+        return next(s for s in self.states if s.name == name)
+
+    def rhs(self, name: str) -> sp.Expr:
+        return dict(self.odes).get(name, sp.Integer(0))
+
+
+SURROGATE_FUNCTIONS = ("piecewise_linear", "exponential", "fast_sigmoid_derivative", "arctan_derivative")
+UNITS = ("ms", "s", "mV", "V", "pA", "nA", "pF", "nF", "nS", "uS", "Hz", "GOhm", "MOhm", "1")

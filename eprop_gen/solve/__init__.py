@@ -27,8 +27,8 @@ def solve_model(ir: ModelIR) -> Solution:
         rhs = {ir.state(n).symbol: ir.rhs(n) for n in exact}
         held = [ir.state(n).symbol for n in (ir.spike.held if ir.spike else ()) if n in exact]
         linear = solve_linear(linear_system(rhs, symbols, inputs), symbols, inputs, held)
-    stage = tuple(n for n in exact if any(ir.state(n).symbol in ir.rhs(m).free_symbols
-                                          for m in _closure_upstream(ir, numeric)))
+    upstream = _closure_upstream(ir, numeric)
+    stage = tuple(n for n in exact if n in upstream)
     return Solution(ir, linear, numeric, stage, tuple(notes))
 
 

@@ -1,0 +1,247 @@
+"""plan: Solution -> KernelPlan, the lists of printed C++ lines the templates loop over.
+
+Every decision about the generated code is taken here (what is a per-neuron coefficient, what is
+inlined, how refractoriness, jumps and the threshold are ordered), so templates stay free of logic.
+
+Order of one step for neuron i (matches NEST's iaf_psc_* models):
+  1. propagate: exact states with P(dt) (held states frozen while refractory), numeric ones with RK4;
+  2. add this step's summed spike input to the port targets (dropped for held states while refractory);
+  3. if the neuron was not refractory at the start of the step and the threshold holds: reset,
+     start the refractory count, flag the spike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.printing.c import C99CodePrinter
+
+from .ir import WEIGHT, ModelIR
+from .solve import Solution
+from .solve.propagators import H, ONE
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    name: str
+    source_file: str
+    states: tuple[str, ...]
+    params: tuple[str, ...]
+    spike_ports: tuple[str, ...]
+    current_ports: tuple[str, ...]
+    propagator_states: tuple[str, ...]
+    n_coeff: int
+    prepare_lines: tuple[str, ...]
+    update_lines: tuple[str, ...]
+    propagator_lines: tuple[str, ...]
+    spiking: bool
+
+
+class _Printer(C99CodePrinter):
+    """C99 printing with the kernel's local names: p_<param>, s_<state>, u_<current>, c[k]."""
+
+    def __init__(self, names: dict[sp.Symbol, str]):
+        super().__init__()
+        self.names = names
+        self.known_functions = {**self.known_functions, "llround": "llround"}
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr, super()._print_Symbol(expr))
+
+    def _print_Pow(self, expr):
+        # small integer powers as products: exact and faster than pow()
+        if expr.exp.is_Integer and 2 <= int(expr.exp) <= 4:
+            base = self.parenthesize(expr.base, 100)
+            return "(" + "*".join([base] * int(expr.exp)) + ")"
+        return super()._print_Pow(expr)
+
+
+class _Coefficients:
+    """Per-neuron coefficients computed in prepare(), deduplicated by expression."""
+
+    def __init__(self):
+        self.exprs: list[sp.Expr] = []
+
+    def slot(self, expr: sp.Expr) -> str:
+        for k, e in enumerate(self.exprs):
+            if e == expr:
+                return f"c{k}"
+        self.exprs.append(expr)
+        return f"c{len(self.exprs) - 1}"
+
+
+def _is_inline(expr: sp.Expr) -> bool:
+    return not expr.free_symbols
+
+
+def plan_kernel(solution: Solution) -> KernelPlan:
+    ir = solution.ir
+    names = _local_names(ir)
+    printer = _Printer(names)
+    coeffs = _Coefficients()
+    pr = printer.doprint
+
+    def term(expr: sp.Expr) -> str:
+        """a coefficient expression over parameters and h: inlined constant or coefficient slot"""
+        expr = sp.sympify(expr)
+        return pr(expr) if _is_inline(expr) else coeffs.slot(expr)
+
+    held = set(ir.spike.held) if ir.spike else set()
+    refractory = bool(ir.spike and ir.spike.refractory_period is not None)
+    update: list[str] = []
+
+    # 1. propagation
+    normal, held_lines = _exact_lines(solution, term, names, held=False), _exact_lines(solution, term, names, held=True)
+    if refractory:
+        update.append("const bool refractory_now = pop->refractory[i] > 0;")
+        update.append("if (refractory_now) {")
+        update.append("    --pop->refractory[i];")
+        update += ["    " + l for l in held_lines]
+        update.append("} else {")
+        update += ["    " + l for l in normal]
+        update.append("}")
+    else:
+        update += normal
+    update += _rk4_lines(solution, printer, held, refractory)
+    for n in _exact_names(solution) + list(solution.numeric_states):
+        update.append(f"s_{n} = n_{n};")
+
+    # 2. spike input (summed weights of this step)
+    for k, port in enumerate(ir.spike_ports):
+        gain = sp.diff(port.increment, WEIGHT)
+        line = f"s_{port.target} += {term(gain)} * pop->spike_in[{k}][i];"
+        update.append(f"if (!refractory_now) {line}" if refractory and port.target in held else line)
+
+    # 3. threshold, reset, refractoriness
+    if ir.spike is not None:
+        update.append("pop->spiked[i] = 0;")
+        guard = "!refractory_now && " if refractory else ""
+        update.append(f"if ({guard}({pr(ir.spike.condition)})) {{")
+        for a in ir.spike.reset:
+            update.append(f"    s_{a.target} = {pr(a.value)};")
+        if refractory:
+            steps = sp.Function("llround")(ir.spike.refractory_period / H)
+            update.append(f"    pop->refractory[i] = (int32_t){term(steps)};")
+        update.append("    pop->spiked[i] = 1;")
+        update.append("}")
+
+    used = _used_symbols(update, coeffs, ir)
+    loads = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)
+             if p.name in used["update"]]
+    loads += [f"double s_{s.name} = pop->state[{k}][i];" for k, s in enumerate(ir.states)]
+    loads += [f"const double u_{c.name} = pop->current_in[{k}][i];" for k, c in enumerate(ir.current_ports)]
+    loads += [f"double n_{n};" for n in _exact_names(solution) + list(solution.numeric_states)]
+    loads += [f"const double c{k} = pop->coeff[{k}][i];" for k in range(len(coeffs.exprs))
+              if f"c{k}" in used["coeffs"]]
+    stores = [f"pop->state[{k}][i] = s_{s.name};" for k, s in enumerate(ir.states)]
+
+    prepare = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)]
+    prepare += _cse_lines([(f"pop->coeff[{k}][i]", e) for k, e in enumerate(coeffs.exprs)], printer)
+
+    return KernelPlan(
+        name=ir.name, source_file=ir.file,
+        states=tuple(s.name for s in ir.states), params=tuple(p.name for p in ir.parameters),
+        spike_ports=tuple(p.name for p in ir.spike_ports), current_ports=tuple(c.name for c in ir.current_ports),
+        propagator_states=tuple(str(s) for s in (solution.linear.states + solution.linear.inputs)) if solution.linear else (),
+        n_coeff=len(coeffs.exprs), prepare_lines=tuple(prepare), update_lines=tuple(loads + update + stores),
+        propagator_lines=tuple(_propagator_lines(solution, printer)), spiking=ir.is_spiking,
+    )
+
+
+def _local_names(ir: ModelIR) -> dict[sp.Symbol, str]:
+    names = {p.symbol: f"p_{p.name}" for p in ir.parameters}
+    names.update({s.symbol: f"s_{s.name}" for s in ir.states})
+    names.update({c.symbol: f"u_{c.name}" for c in ir.current_ports})
+    names[ONE] = "1.0"
+    names[H] = "h"
+    return names
+
+
+def _exact_names(solution: Solution) -> list[str]:
+    return [str(s) for s in solution.linear.states] if solution.linear else []
+
+
+def _exact_lines(solution: Solution, term, names, held: bool) -> list[str]:
+    lin = solution.linear
+    if lin is None:
+        return []
+    P = lin.held_propagator_matrix if held and lin.held_propagator_matrix is not None else lin.propagator_matrix
+    cols = list(lin.states) + list(lin.inputs)
+    lines = []
+    for r, x in enumerate(lin.states):
+        parts = []
+        for c, y in enumerate(cols):
+            entry = P[r, c]
+            if entry == 0:
+                continue
+            value = names[y]
+            parts.append(value if entry == 1 and y != ONE else f"{term(entry)} * {value}")
+        lines.append(f"n_{x} = {' + '.join(parts) if parts else '0.0'};")
+    return lines
+
+
+def _rk4_lines(solution: Solution, printer: _Printer, held: set, refractory: bool) -> list[str]:
+    ir = solution.ir
+    carried = list(solution.stage_states) + list(solution.numeric_states)
+    if not solution.numeric_states:
+        return []
+    symbols = [ir.state(n).symbol for n in carried]
+    substeps = ir.scheme.substeps
+
+    def rhs_lines(stage: str, at: dict[str, str]) -> list[str]:
+        local = {**printer.names, **{ir.state(n).symbol: at[n] for n in carried}}
+        stage_printer = _Printer(local)
+        out = []
+        for n in carried:
+            expr = stage_printer.doprint(ir.rhs(n))
+            if refractory and n in held:
+                expr = f"refractory_now ? 0.0 : ({expr})"
+            out.append(f"    const double {stage}_{n} = {expr};")
+        return out
+
+    lines = [f"for (int sub = 0; sub < {substeps}; ++sub) {{  // RK4, {substeps} substep(s) per step",
+             f"    const double hs = pop->dt / {substeps};"]
+    y = {n: f"y_{n}" for n in carried}
+    pre = [f"double y_{n} = s_{n};" for n in carried]
+    lines += rhs_lines("k1", y)
+    for stage, prev, frac in (("k2", "k1", "0.5"), ("k3", "k2", "0.5"), ("k4", "k3", "1.0")):
+        at = {n: f"t{stage}_{n}" for n in carried}
+        lines += [f"    const double t{stage}_{n} = y_{n} + {frac} * hs * {prev}_{n};" for n in carried]
+        lines += rhs_lines(stage, at)
+    lines += [f"    y_{n} += hs / 6.0 * (k1_{n} + 2.0 * k2_{n} + 2.0 * k3_{n} + k4_{n});" for n in carried]
+    lines.append("}")
+    del symbols
+    return pre + lines + [f"n_{n} = y_{n};" for n in solution.numeric_states]
+
+
+def _propagator_lines(solution: Solution, printer: _Printer) -> list[str]:
+    lin = solution.linear
+    if lin is None:
+        return []
+    m = len(lin.states) + len(lin.inputs)
+    ir = solution.ir
+    lines = [f"const double p_{p.name} = param[{k}];" for k, p in enumerate(ir.parameters)]
+    targets = []
+    for r in range(m):
+        for c in range(m):
+            entry = lin.propagator_matrix[r, c] if r < len(lin.states) else sp.Integer(int(r == c))
+            targets.append((f"out[{r * m + c}]", entry))
+    return lines + _cse_lines(targets, printer)
+
+
+def _cse_lines(targets: list[tuple[str, sp.Expr]], printer: _Printer) -> list[str]:
+    if not targets:
+        return []
+    replacements, reduced = sp.cse([e for _, e in targets], symbols=sp.numbered_symbols("t_"))
+    lines = [f"const double {printer.doprint(sym)} = {printer.doprint(val)};" for sym, val in replacements]
+    lines += [f"{dest} = {printer.doprint(e)};" for (dest, _), e in zip(targets, reduced)]
+    return lines
+
+
+def _used_symbols(update: list[str], coeffs: _Coefficients, ir: ModelIR) -> dict[str, set[str]]:
+    import re
+    text = "\n".join(update)
+    return {
+        "update": {m for m in re.findall(r"\bp_(\w+)", text)},
+        "coeffs": set(re.findall(r"\bc\d+\b", text)),
+    }

@@ -1,0 +1,30 @@
+"""render: KernelPlan -> C++ source files, through the jinja2 templates in templates/cpp/."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jinja2
+
+from .paths import resource_dir
+from .plan import KernelPlan
+
+# Bump when the C interface between kernels and engine changes (it is part of every cache key).
+ABI_VERSION = "eprop-gen-abi-1"
+SUPPORT_FILES = ("eg_runtime.h", "eg_math.h")
+
+
+@functools.lru_cache(maxsize=None)
+def _environment(target: str) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("templates") / target)),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              autoescape=False)
+
+
+def render_model(plan: KernelPlan) -> dict[str, str]:
+    """file name -> text: the model's kernel and the headers it includes."""
+    env = _environment("cpp")
+    files = {"model.cpp": env.get_template("model.cpp.j2").render(**dataclasses.asdict(plan), abi=ABI_VERSION)}
+    for name in SUPPORT_FILES:
+        files[name] = (resource_dir("templates") / "cpp" / name).read_text()
+    return files

@@ -1,0 +1,47 @@
+"""The one-screen summary that `eprop-gen check` prints: what the compiler understood and decided."""
+from __future__ import annotations
+
+import sympy as sp
+
+from .solve import Solution
+
+
+def _unit(u: str | None) -> str:
+    return f" {u}" if u else ""
+
+
+def summarize(solution: Solution) -> str:
+    ir = solution.ir
+    lines = [f"model {ir.name}  ({ir.file})",
+             "  kind: " + ("spiking neuron" if ir.is_spiking else "non-spiking (readout / leaky integrator)")]
+    lines.append("  parameters: " + ", ".join(f"{p.name}={p.default:g}{_unit(p.unit)}" for p in ir.parameters))
+    lines.append("  state: " + ", ".join(f"{s.name}(0)={sp.sstr(s.initial)}{_unit(s.unit)}" for s in ir.states))
+    ports = [f"{p.name} (spike: {p.target} += {sp.sstr(p.increment)})" for p in ir.spike_ports]
+    ports += [f"{c.name} (current{_unit(c.unit)}, piecewise constant per step)" for c in ir.current_ports]
+    lines.append("  inputs: " + (", ".join(ports) if ports else "none"))
+    lin = solution.linear
+    if lin is not None:
+        lines.append("  solved exactly (propagator exp(A*h), any h): " + ", ".join(str(s) for s in lin.states))
+    if solution.numeric_states:
+        scheme = ir.scheme
+        lines.append(f"  solved numerically ({scheme.method.upper()}, {scheme.substeps} substep(s) per step): "
+                     + ", ".join(solution.numeric_states))
+        for note in solution.notes:
+            lines.append(f"    - {note}")
+    if lin is not None and lin.singular_cases:
+        for case in lin.singular_cases:
+            entries = ", ".join(f"P[{a},{b}]" for a, b in case.entries)
+            lines.append(f"  singular case {sp.sstr(case.condition.lhs)} == {sp.sstr(case.condition.rhs)}: "
+                         f"separate exact branch for {entries}")
+    elif lin is not None:
+        lines.append("  singular cases: none")
+    if ir.spike is not None:
+        s = ir.spike
+        lines.append(f"  threshold: {sp.sstr(s.condition)}")
+        lines.append("  reset: " + ("; ".join(f"{a.target} = {sp.sstr(a.value)}" for a in s.reset) or "none"))
+        if s.refractory_period is not None:
+            held = f", holding {', '.join(s.held)}" if s.held else ""
+            lines.append(f"  refractory: {sp.sstr(s.refractory_period)} ms{held}")
+        if s.surrogate is not None:
+            lines.append(f"  surrogate gradient: {s.surrogate.function}: psi = {sp.sstr(s.surrogate.expression)}")
+    return "\n".join(lines)

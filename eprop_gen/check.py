@@ -24,6 +24,7 @@ _SURROGATE_DEFAULTS = {"height": sp.Float(0.3), "width": sp.Float(1.0)}
 class _Checker:
     ast: ModelAST
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    known_elsewhere: dict[str, str] = field(default_factory=dict)   # declared names -> what they are
 
     def error(self, code: str, message: str, span: Span | None, hint: str = "") -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
@@ -45,7 +46,10 @@ class _Checker:
             if name in _CONSTANTS:
                 return _CONSTANTS[name]
             span = Span(tok.line, tok.column, tok.column + len(name), self.ast.file)
-            hint = did_you_mean(name, list(scope) + list(_CONSTANTS)) or f"declare it under parameters: or state: ({what})"
+            if name in self.known_elsewhere:
+                self.error("E104", f"'{name}' cannot be used here: {what}", span, self.known_elsewhere[name])
+                return sp.Integer(0)
+            hint = did_you_mean(name, list(scope) + list(_CONSTANTS)) or "declare it under parameters: or state:"
             self.error("E104", f"undefined name '{name}'", span, hint)
             return sp.Integer(0)
         if kind == "call":
@@ -96,6 +100,9 @@ class _Checker:
         states = [s for s in ast.states if declare(s.name, s.span, "state variable")]
         ports = [p for p in ast.ports if declare(p.name, p.span, "port")]
 
+        self.known_elsewhere = {p.name: f"'{p.name}' is a parameter" for p in params}
+        self.known_elsewhere.update({s.name: f"'{s.name}' is a state variable" for s in states})
+        self.known_elsewhere.update({p.name: f"'{p.name}' is an input port" for p in ports})
         param_symbols = {p.name: sp.Symbol(p.name, real=True) for p in params}
         state_symbols = {s.name: sp.Symbol(s.name, real=True) for s in states}
         current_symbols = {p.name: sp.Symbol(p.name, real=True) for p in ports if p.kind == "current"}
@@ -103,7 +110,7 @@ class _Checker:
         parameters = []
         for p in params:
             self.unit(p.unit, p.value_span)
-            value = self.expr(p.value, {}, "parameter defaults are numbers")
+            value = self.expr(p.value, {}, "a parameter default is a number")
             default = self.number(value, p.value_span, f"default of '{p.name}'")
             parameters.append(Parameter(p.name, param_symbols[p.name], default, p.unit))
         defaults = {param_symbols[p.name]: p.default for p in parameters}
@@ -111,7 +118,7 @@ class _Checker:
         state_vars = []
         for s in states:
             self.unit(s.unit, s.value_span)
-            init = self.expr(s.value, param_symbols, "initial values may use parameters")
+            init = self.expr(s.value, param_symbols, "an initial value may use parameters only")
             self.number(init.subs(defaults), s.value_span, f"initial value of '{s.name}'")
             state_vars.append(StateVariable(s.name, state_symbols[s.name], init, s.unit))
 
@@ -151,13 +158,13 @@ class _Checker:
                 else:
                     hint = did_you_mean(o.name, state_symbols) or f"declare it under state:, e.g. {o.name} = 0"
                     self.error("E107", f"equation for undeclared state variable '{o.name}'", o.span, hint)
-                self.expr(o.rhs, scope, "equations use parameters, states and current inputs")
+                self.expr(o.rhs, scope, "an equation uses parameters, states and current inputs")
                 continue
             if o.name in seen:
                 self.error("E102", f"'{o.name}' has two equations", o.span, "combine them into one right-hand side")
                 continue
             seen.add(o.name)
-            odes.append((o.name, self.expr(o.rhs, scope, "equations use parameters, states and current inputs")))
+            odes.append((o.name, self.expr(o.rhs, scope, "an equation uses parameters, states and current inputs")))
         return tuple(odes)
 
     def ports(self, ports, param_symbols, state_symbols, current_symbols):
@@ -174,8 +181,13 @@ class _Checker:
                 continue
             x = state_symbols[p.target]
             value = WEIGHT if p.value is None else self.expr(p.value, scope, "a port increment uses weight and parameters")
-            new = _apply_operator(x, p.operator, value)
-            spike_ports.append(SpikePort(p.name, p.target, sp.simplify(new - x)))
+            increment = sp.simplify(_apply_operator(x, p.operator, value) - x)
+            if sp.simplify(increment - sp.diff(increment, WEIGHT) * WEIGHT) != 0 or increment.free_symbols & set(state_symbols.values()):
+                # all spikes that reach a neuron in one step are summed before the jump
+                self.error("E113", f"the jump of spike port '{p.name}' must be proportional to weight",
+                           p.target_span, f"write e.g. {p.target} += weight * <parameters>")
+                continue
+            spike_ports.append(SpikePort(p.name, p.target, increment))
         return tuple(spike_ports), tuple(current_ports)
 
     def spike(self, scope, param_symbols, state_symbols) -> SpikeRule | None:
@@ -189,8 +201,8 @@ class _Checker:
             self.error("E109", "the spike: block needs a threshold", decl.span, "e.g. threshold: V_m >= V_th")
         else:
             lhs, op, rhs, span = decl.threshold
-            a = self.expr(lhs, scope, "a threshold compares state variables and parameters")
-            b = self.expr(rhs, scope, "a threshold compares state variables and parameters")
+            a = self.expr(lhs, scope, "a threshold uses states and parameters")
+            b = self.expr(rhs, scope, "a threshold uses states and parameters")
             condition = _COMPARE[op](a, b, evaluate=False)
             if not (condition.free_symbols & set(state_symbols.values())) and not self.diagnostics:
                 self.error("E109", "the threshold does not depend on any state variable", span)

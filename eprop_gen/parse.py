@@ -73,6 +73,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, text: str, file: str) -> Diagnostic
         width = max(1, len(str(tok.value))) if tok.type not in ("_NL", "_DEDENT", "_INDENT", "$END") else 1
         expected = sorted({_TOKEN_WORDS.get(t, repr(t.strip('"').lower())) for t in exc.expected})
         hint = "expected " + ", ".join(expected[:6]) if expected else ""
+        if "PRIME" in exc.expected and tok.type in ("EQUAL", "ASSIGN"):
+            hint = "an equation gives a derivative: write v' = ..."
         return Diagnostic("E001", f"unexpected {what}", Span(line, col, col + width, file), hint)
     return Diagnostic("E001", "syntax error", Span(line, col, col + 1, file))
 

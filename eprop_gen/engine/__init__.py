@@ -1,0 +1,6 @@
+"""The generic simulation engine: a Python network API around one compiled C++/OpenMP step loop."""
+from .connectivity import Explicit, FixedIndegree, Normal, PairwiseBernoulli, Uniform
+from .network import Network, Population, Projection, SpikeSource
+
+__all__ = ["Network", "Population", "SpikeSource", "Projection", "FixedIndegree",
+           "PairwiseBernoulli", "Explicit", "Normal", "Uniform"]

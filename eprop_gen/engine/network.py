@@ -1,0 +1,332 @@
+"""The Python network API: populations, spike sources, projections, inputs, recording, simulate.
+
+Time conventions (shared with engine.cpp): step n integrates (n*dt, (n+1)*dt]; spikes of step n
+and state values recorded after step n carry the time (n+1)*dt.
+"""
+from __future__ import annotations
+
+import ctypes
+import numbers
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..compiled import CompiledModel
+from . import native
+from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
+from .native import REAL, pointer
+from .populations import (AnyPopulation, Population, SpikeSource, neuron_ids, steps_on_grid,
+                          unknown_name)
+
+# ---------------------------------------------------------------------------------------------
+# projections, currents, recorders
+
+class Projection:
+    """Synapses from one population to a spike port of another (returned by Network.connect)."""
+
+    def __init__(self, index: int, source: AnyPopulation, target: Population, port: str,
+                 synapses: Synapses):
+        self.index, self.source, self.target, self.port = index, source, target, port
+        self.port_index = target.model.spike_ports.index(port)
+        self._syn = synapses
+
+    def __repr__(self):
+        return (f"Projection({self.source.name!r} -> {self.target.name!r}.{self.port}, "
+                f"{self._syn.targets.size} synapses)")
+
+    def __len__(self):
+        return int(self._syn.targets.size)
+
+    # CSR order: sources ascending, then targets ascending, then draw order. Copies.
+    @property
+    def sources(self) -> np.ndarray:
+        return self._syn.sources.copy()
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self._syn.targets.copy()
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self._syn.weights.copy()
+
+    @property
+    def delays(self) -> np.ndarray:
+        return self._syn.delays.copy()
+
+    def set_weights(self, weights) -> None:
+        """Replace all weights (CSR order, as in `weights`), or set them all to one scalar."""
+        values = np.asarray(weights, dtype=REAL)
+        if values.ndim != 0 and values.shape != self._syn.weights.shape:
+            raise ValueError(f"set_weights: expected {self._syn.weights.size} weights, "
+                             f"got shape {values.shape}")
+        self._syn.weights[:] = values
+
+    def _engine_struct(self, keep: list) -> native.EgProjection:
+        s = self._syn
+        keep += [s.row_ptr, s.targets, s.weights, s.delays]
+        return native.EgProjection(
+            source=self.source.index, target=self.target.index, port=self.port_index,
+            row_ptr=pointer(s.row_ptr, ctypes.c_int64),
+            target_id=pointer(s.targets, ctypes.c_int64),
+            weight=pointer(s.weights, native.c_real),
+            delay=pointer(s.delays, ctypes.c_int32))
+
+
+@dataclass(eq=False)
+class _CurrentSource:
+    pop: Population
+    port_index: int
+    change_step: np.ndarray     # int64, non-decreasing
+    amplitude: np.ndarray       # [n_changes, width]
+    targets: np.ndarray         # int64, ascending
+
+    def engine_struct(self, keep: list) -> native.EgCurrentSource:
+        keep += [self.change_step, self.amplitude, self.targets]
+        return native.EgCurrentSource(
+            pop=self.pop.index, port=self.port_index, n_changes=self.change_step.size,
+            change_step=pointer(self.change_step, ctypes.c_int64),
+            amplitude=pointer(self.amplitude, native.c_real),
+            width=self.amplitude.shape[1], n_targets=self.targets.size,
+            targets=pointer(self.targets, ctypes.c_int64))
+
+
+class _StateRecorder:
+    """Records state variables of some neurons after every step (time (n+1)*dt)."""
+
+    def __init__(self, pop: Population, variables: Sequence[str], neurons: np.ndarray):
+        self.pop, self.variables = pop, tuple(variables)
+        self.state_index = [pop.model.states.index(v) for v in self.variables]
+        order = np.argsort(neurons, kind="stable")
+        self.sorted_neurons = np.ascontiguousarray(neurons[order])   # the engine wants ascending
+        self.column_of_user = np.argsort(order)                      # back to the user's order
+        self.first_steps: list[int] = []
+        self.chunks: list[list[np.ndarray]] = []                      # per call: one array per var
+
+    def start_chunk(self, first_step: int, n_steps: int) -> None:
+        self.first_steps.append(first_step)
+        self.chunks.append([np.zeros((n_steps, self.sorted_neurons.size), dtype=REAL)
+                            for _ in self.variables])
+
+    def engine_structs(self, keep: list) -> list[native.EgStateRecorder]:
+        keep += [self.sorted_neurons, *self.chunks[-1]]
+        return [native.EgStateRecorder(
+            pop=self.pop.index, state=state, n_neurons=self.sorted_neurons.size,
+            neurons=pointer(self.sorted_neurons, ctypes.c_int64),
+            first_step=self.first_steps[-1], out=pointer(out, native.c_real))
+            for state, out in zip(self.state_index, self.chunks[-1])]
+
+    def result(self, dt: float) -> dict[str, np.ndarray]:
+        steps = [np.arange(s, s + c[0].shape[0]) for s, c in zip(self.first_steps, self.chunks)]
+        all_steps = np.concatenate(steps) if steps else np.zeros(0, np.int64)
+        out = {"times": (all_steps + 1) * dt}
+        for k, var in enumerate(self.variables):
+            blocks = [c[k] for c in self.chunks]
+            values = np.concatenate(blocks) if blocks else np.zeros((0, self.sorted_neurons.size))
+            out[var] = values[:, self.column_of_user]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the network
+
+class Network:
+    """A network of populations and spike sources, simulated by the compiled engine.
+
+    dt: step in ms. threads: OpenMP threads (results do not depend on it). seed: connectivity seed.
+    """
+
+    def __init__(self, dt: float = 0.1, threads: int = 1, seed: int = 0):
+        if not (isinstance(dt, numbers.Real) and dt > 0 and np.isfinite(dt)):
+            raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
+        if not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.dt = float(dt)
+        self.threads = threads
+        self.seed = int(seed)
+        self.step = 0                      # index of the next step to compute
+        self.populations: list[AnyPopulation] = []
+        self.projections: list[Projection] = []
+        self._currents: list[_CurrentSource] = []
+        self._recorders: dict[int, _StateRecorder] = {}
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    @threads.setter
+    def threads(self, value: int) -> None:
+        if not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {value!r}")
+        self._threads = int(value)
+
+    @property
+    def time(self) -> float:
+        """Simulated time in ms."""
+        return self.step * self.dt
+
+    # -- building ----------------------------------------------------------------------------
+
+    def add_spike_source(self, n: int, times=None, senders=None,
+                         name: str | None = None) -> SpikeSource:
+        """n senders; spike i of sender senders[i] at times[i] ms (t = s*dt with s >= 1)."""
+        index = len(self.populations)
+        source = SpikeSource(self, index, _count(n), name or f"source{index}", times, senders)
+        self.populations.append(source)
+        return source
+
+    def add_population(self, model: CompiledModel, n: int, params: Mapping | None = None,
+                       state: Mapping | None = None, name: str | None = None) -> Population:
+        if not isinstance(model, CompiledModel):
+            raise ValueError(f"add_population needs a CompiledModel, got {type(model).__name__}")
+        n = _count(n)
+        pop = Population(self, len(self.populations), model, n,
+                         name or f"{model.name}{len(self.populations)}", params, state)
+        self.populations.append(pop)
+        return pop
+
+    def connect(self, source: AnyPopulation, target: Population, port: str, rule: Rule,
+                weight: ValueSpec = 1.0, delay: ValueSpec = 1) -> Projection:
+        self._check_member(source, "connect source")
+        self._check_member(target, "connect target")
+        if not isinstance(target, Population):
+            raise ValueError("connect: the target must be a model population, not a spike source")
+        if isinstance(source, Population) and not source.model.spiking:
+            raise ValueError(f"connect: population '{source.name}' (model '{source.model.name}') "
+                             f"does not spike and cannot be a source")
+        if port not in target.model.spike_ports:
+            raise unknown_name("spike port", port, target.model, target.model.spike_ports)
+        index = len(self.projections)
+        synapses = draw_synapses(rule, n_source=source.n, n_target=target.n,
+                                 same_population=source is target, weight=weight, delay=delay,
+                                 seed=self.seed, projection=index)
+        projection = Projection(index, source, target, port, synapses)
+        target._ensure_ring_slots(projection.port_index, synapses.max_delay + 1, self.step)
+        self.projections.append(projection)
+        return projection
+
+    def add_current(self, pop: Population, port: str, times, amplitudes, neurons=None) -> None:
+        """Piecewise-constant current: from times[k] on (until the next change) amplitudes[k].
+
+        amplitudes: one value per time (all given neurons), or shape (len(times), len(neurons)).
+        Several currents into the same neurons and port add up.
+        """
+        self._check_member(pop, "add_current")
+        if not isinstance(pop, Population):
+            raise ValueError("add_current: the target must be a model population")
+        if port not in pop.model.current_ports:
+            raise unknown_name("current port", port, pop.model, pop.model.current_ports)
+        steps = steps_on_grid(times, self.dt, "current times")
+        if steps.size and (steps.min() < 0 or np.any(np.diff(steps) < 0)):
+            raise ValueError("current times must be >= 0 and non-decreasing")
+        ids = neuron_ids(neurons, pop.n, "add_current")
+        values = np.asarray(amplitudes, dtype=REAL)
+        if values.ndim == 0 and steps.size == 1:
+            values = values.reshape(1)
+        if values.ndim == 1 and values.shape == (steps.size,):
+            values = values[:, None]
+        elif values.shape != (steps.size, ids.size):
+            raise ValueError(f"add_current: amplitudes must have shape ({steps.size},) or "
+                             f"({steps.size}, {ids.size}), got {values.shape}")
+        order = np.argsort(ids, kind="stable")
+        if values.shape[1] > 1:
+            values = values[:, order]
+        self._currents.append(_CurrentSource(pop, pop.model.current_ports.index(port),
+                                             np.ascontiguousarray(steps),
+                                             np.ascontiguousarray(values),
+                                             np.ascontiguousarray(ids[order])))
+
+    def record(self, pop: Population, variables: Sequence[str] = ("V_m",), neurons=None) -> None:
+        """Record state variables after every step from now on (spikes are always recorded)."""
+        self._check_member(pop, "record")
+        if not isinstance(pop, Population):
+            raise ValueError("record: spike sources have no state; use spikes(source)")
+        if pop.index in self._recorders:
+            raise ValueError(f"record: population '{pop.name}' is already recorded; "
+                             f"call record once with all variables")
+        if isinstance(variables, str):
+            variables = (variables,)
+        for var in variables:
+            if var not in pop.model.states:
+                raise unknown_name("state variable", var, pop.model, pop.model.states)
+        ids = neuron_ids(neurons, pop.n, "record")
+        self._recorders[pop.index] = _StateRecorder(pop, variables, ids)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def simulate(self, t_ms: float) -> None:
+        """Advance by t_ms (a multiple of dt); continues where the previous call stopped."""
+        n_steps = int(steps_on_grid(t_ms, self.dt, "simulate time")[0])
+        if n_steps < 0:
+            raise ValueError(f"simulate: time must be >= 0, got {t_ms}")
+        if n_steps == 0:
+            return
+        lib = native.engine_library()
+        native.warn_if_serial(lib, self.threads)
+        for recorder in self._recorders.values():
+            recorder.start_chunk(self.step, n_steps)
+        remaining = n_steps
+        while remaining > 0:
+            done = self._run_engine(lib, remaining)
+            self.step += done
+            remaining -= done
+
+    def _run_engine(self, lib, n_steps: int) -> int:
+        models = [p for p in self.populations if isinstance(p, Population)]
+        for pop in models:
+            pop._ensure_spike_record_room()
+        keep: list = []
+        pops = native.struct_array(native.EgEnginePop,
+                                   [p._engine_struct(keep) for p in self.populations])
+        projections = native.struct_array(native.EgProjection,
+                                          [p._engine_struct(keep) for p in self.projections])
+        currents = native.struct_array(native.EgCurrentSource,
+                                       [c.engine_struct(keep) for c in self._currents])
+        recorders = native.struct_array(native.EgStateRecorder,
+                                        [s for r in self._recorders.values()
+                                         for s in r.engine_structs(keep)])
+        net = native.EgNetwork(n_pops=len(self.populations), n_projections=len(self.projections),
+                               n_currents=len(self._currents),
+                               n_recorders=sum(len(r.variables) for r in self._recorders.values()),
+                               pops=pops, projections=projections, currents=currents,
+                               recorders=recorders)
+        done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
+        for i, pop in enumerate(self.populations):
+            if isinstance(pop, Population):
+                pop._rec_count = int(pops[i].rec_count)
+        if done < 1 and n_steps > 0:
+            raise RuntimeError("internal error: the engine made no progress")
+        return done
+
+    # -- results -----------------------------------------------------------------------------
+
+    def spikes(self, pop: AnyPopulation) -> tuple[np.ndarray, np.ndarray]:
+        """(times in ms, sender ids) of all spikes so far, by ascending time then id."""
+        self._check_member(pop, "spikes")
+        if isinstance(pop, SpikeSource):
+            emitted = pop.spike_steps - 1 < self.step
+            return pop.spike_steps[emitted] * self.dt, pop.spike_senders[emitted].copy()
+        used = pop._rec_count
+        return (pop._rec_step[:used] + 1) * self.dt, pop._rec_sender[:used].copy()
+
+    def recording(self, pop: Population) -> dict[str, np.ndarray]:
+        """{"times": (T,), var: (T, n_recorded)} with columns in the order neurons were given."""
+        self._check_member(pop, "recording")
+        if pop.index not in self._recorders:
+            raise ValueError(f"recording: population '{pop.name}' is not recorded; call record() "
+                             f"before simulate()")
+        return self._recorders[pop.index].result(self.dt)
+
+    def _check_member(self, pop, what: str) -> None:
+        if not isinstance(pop, (Population, SpikeSource)) or pop.network is not self:
+            raise ValueError(f"{what}: {pop!r} is not a population of this network")
+
+
+def _count(n) -> int:
+    if not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"population size must be a positive integer, got {n!r}")
+    return int(n)
+
+
+__all__ = ["Network", "Population", "SpikeSource", "Projection"]

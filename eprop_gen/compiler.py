@@ -90,12 +90,16 @@ def _planned(source: str, file: str, cache: Path, force: bool) -> tuple[KernelPl
     return value
 
 
+# The stages whose code decides what a model becomes; a change to any of them invalidates the plans.
+_PIPELINE_FILES = ("ir.py", "parse.py", "check.py", "plan.py", "report.py", "solve/__init__.py",
+                   "solve/propagators.py")
+
+
 def _compiler_fingerprint() -> str:
     h = hashlib.sha256()
-    for folder in (PACKAGE_DIR, PACKAGE_DIR / "solve", resource_dir("templates") / "cpp", resource_dir("grammar")):
-        for f in sorted(folder.glob("*")):
-            if f.is_file() and f.suffix in (".py", ".j2", ".h", ".lark"):
-                h.update(f.name.encode() + f.read_bytes())
+    files = [PACKAGE_DIR / f for f in _PIPELINE_FILES] + [resource_dir("grammar") / "eprop.lark"]
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()
 
 

@@ -40,7 +40,7 @@ def run_demo(neurons: int = 2000, t_ms: float = 1000.0, threads: int = 2, seed: 
     for target in (exc, inh):
         net.connect(ext, target, port="ex", rule=FixedIndegree(50), weight=60.0, delay=1)
         net.connect(exc, target, port="ex", rule=FixedIndegree(k_e, allow_autapses=False), weight=30.0, delay=15)
-        net.connect(inh, target, port="in", rule=FixedIndegree(k_i, allow_autapses=False), weight=-150.0, delay=15)
+        net.connect(inh, target, port="in", rule=FixedIndegree(k_i, allow_autapses=False), weight=-300.0, delay=15)
     synapses = (50 + k_e + k_i) * neurons
     echo(f"network: {n_exc} exc + {n_inh} inh iaf_psc_exp, {synapses:,} synapses, "
          f"{n_ext} Poisson inputs at 40 Hz, dt = {dt} ms, {threads} thread(s)")
@@ -54,4 +54,5 @@ def run_demo(neurons: int = 2000, t_ms: float = 1000.0, threads: int = 2, seed: 
         rates[pop.name] = len(ids) / pop.n / (t_ms * 1e-3)
     echo(f"simulated {t_ms:g} ms in {wall:.2f} s wall ({wall / (t_ms * 1e-3):.2f} s per simulated s)")
     echo(f"mean rates: excitatory {rates['exc']:.1f} Hz, inhibitory {rates['inh']:.1f} Hz")
+    echo("next: eprop-gen check iaf_psc_alpha | eprop-gen compile MODEL.eprop | docs/language.md")
     return {"rates": rates, "wall_s": wall, "synapses": synapses}

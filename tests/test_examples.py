@@ -1,0 +1,31 @@
+"""The examples a newcomer runs must keep working and keep showing what they claim."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run(script: str) -> str:
+    done = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_adaptation_example_adapts():
+    out = run("adaptation.py")
+    first, last = map(float, re.search(r"first ISI ([\d.]+) ms -> last ISI ([\d.]+) ms", out).groups())
+    assert last > 1.5 * first
+
+
+def test_singular_example_is_continuous_through_equality():
+    out = run("singular_propagator.py")
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s+\d", line)]
+    ours = {float(r[0]): float(r[1]) for r in rows}
+    exact = float(out.rsplit("=", 1)[1])
+    near = [v for tau, v in ours.items() if abs(tau - 10.0) < 1e-11]
+    assert len(near) == 3                      # just below, at, just above equality
+    for value in near:
+        assert abs(value - exact) <= 1e-14 * exact

@@ -33,6 +33,10 @@ def summarize(solution: Solution) -> str:
             entries = ", ".join(f"P[{a},{b}]" for a, b in case.entries)
             lines.append(f"  singular case {sp.sstr(case.condition.lhs)} == {sp.sstr(case.condition.rhs)}: "
                          f"separate exact branch for {entries}")
+            if case.regular_nearby:
+                nearby = ", ".join(f"P[{a},{b}]" for a, b in case.regular_nearby)
+                lines.append(f"    note: near (not at) this case {nearby} use the regular formula "
+                             "(three exponentials); expect ~1e-8 relative error within 1e-9 of equality")
     elif lin is not None:
         lines.append("  singular cases: none")
     if ir.spike is not None:

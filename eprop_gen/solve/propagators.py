@@ -51,6 +51,9 @@ class phi(sp.Function):
 class SingularCase:
     condition: sp.Eq          # e.g. Eq(tau_syn_ex, tau_m)
     entries: tuple[tuple[str, str], ...]
+    # entries with three or more distinct exponentials: exact at the condition, but evaluated in the
+    # regular form near it (digits are lost within ~1e-8 relative of equality)
+    regular_nearby: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,18 +117,26 @@ def _stable_propagator(A: sp.Matrix, names) -> tuple[sp.Matrix, list[SingularCas
             raw = _entry(A, i, j)
             if raw == 0:
                 continue
-            stable, conditions = stabilise(raw, params, lambda p, g: _entry(A.subs(p, g), i, j))
+            stable, conditions = stabilise(raw, params, lambda subs, i=i, j=j: _entry(A.subs(subs), i, j))
             P[i, j] = stable
+            pair = (str(names[i]), str(names[j]))
+            many = len(exponential_groups(raw)) > 2
             for c in conditions:
-                found.setdefault(c, []).append((str(names[i]), str(names[j])))
-    return P, [SingularCase(c, tuple(e)) for c, e in found.items()]
+                entries, nearby = found.setdefault(c, ([], []))
+                if pair not in entries:
+                    entries.append(pair)
+                    if many:
+                        nearby.append(pair)
+    return P, [SingularCase(c, tuple(e), tuple(n)) for c, (e, n) in found.items()]
 
 
 def _merge_cases(cases):
     merged: dict = {}
     for c in cases:
-        merged.setdefault(c.condition, set()).update(c.entries)
-    return [SingularCase(c, tuple(sorted(e))) for c, e in merged.items()]
+        entries, nearby = merged.setdefault(c.condition, (set(), set()))
+        entries.update(c.entries)
+        nearby.update(c.regular_nearby)
+    return [SingularCase(c, tuple(sorted(e)), tuple(sorted(n))) for c, (e, n) in merged.items()]
 
 
 def _entry(A: sp.Matrix, i: int, j: int) -> sp.Expr:
@@ -261,10 +272,12 @@ def phi_form(groups: dict[sp.Expr, sp.Expr], order: int) -> sp.Expr:
     return sp.Piecewise((first, m1 >= m2), (second, True))
 
 
-def stabilise(expr: sp.Expr, params: set, singular_value) -> tuple[sp.Expr, list[sp.Eq]]:
+def stabilise(expr: sp.Expr, params: set, derive, substitutions: tuple = ()) -> tuple[sp.Expr, list[sp.Eq]]:
     """The entry in a form accurate at, near and away from every singular condition.
 
-    singular_value(p, g) gives the entry re-derived with parameter p replaced by g."""
+    derive(substitutions) re-derives the entry from the matrix with the parameter substitutions
+    applied in order (a singular branch is never obtained by substituting into a formula, which
+    would be 0/0); `substitutions` are those already made on the way to `expr`."""
     factors = singular_factors(expr, params)
     if not factors:
         return expm1_form(expr), []
@@ -281,7 +294,8 @@ def stabilise(expr: sp.Expr, params: set, singular_value) -> tuple[sp.Expr, list
         if len(solutions) != 1:
             continue
         g = solutions[0]
-        special, inner = stabilise(singular_value(p, g), params - {p}, lambda q, v: singular_value(p, g).subs(q, v))
+        deeper = substitutions + ((p, g),)
+        special, inner = stabilise(derive(list(deeper)), params - {p}, derive, deeper)
         condition = sp.Eq(p, g)
         pieces.append((special, condition))
         conditions += [condition, *inner]

@@ -125,14 +125,13 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         update.append("    pop->spiked[i] = 1;")
         update.append("}")
 
-    used = _used_symbols(update, coeffs, ir)
+    direct = _parameters_read_by_update(solution)
     loads = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)
-             if p.name in used["update"]]
+             if p.symbol in direct]
     loads += [f"double s_{s.name} = pop->state[{k}][i];" for k, s in enumerate(ir.states)]
     loads += [f"const double u_{c.name} = pop->current_in[{k}][i];" for k, c in enumerate(ir.current_ports)]
     loads += [f"double n_{n};" for n in _exact_names(solution) + list(solution.numeric_states)]
-    loads += [f"const double c{k} = pop->coeff[{k}][i];" for k in range(len(coeffs.exprs))
-              if f"c{k}" in used["coeffs"]]
+    loads += [f"const double c{k} = pop->coeff[{k}][i];" for k in range(len(coeffs.exprs))]
     stores = [f"pop->state[{k}][i] = s_{s.name};" for k, s in enumerate(ir.states)]
 
     prepare = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)]
@@ -185,7 +184,6 @@ def _rk4_lines(solution: Solution, printer: _Printer, held: set, refractory: boo
     carried = list(solution.stage_states) + list(solution.numeric_states)
     if not solution.numeric_states:
         return []
-    symbols = [ir.state(n).symbol for n in carried]
     substeps = ir.scheme.substeps
 
     def rhs_lines(stage: str, at: dict[str, str]) -> list[str]:
@@ -210,7 +208,6 @@ def _rk4_lines(solution: Solution, printer: _Printer, held: set, refractory: boo
         lines += rhs_lines(stage, at)
     lines += [f"    y_{n} += hs / 6.0 * (k1_{n} + 2.0 * k2_{n} + 2.0 * k3_{n} + k4_{n});" for n in carried]
     lines.append("}")
-    del symbols
     return pre + lines + [f"n_{n} = y_{n};" for n in solution.numeric_states]
 
 
@@ -238,10 +235,12 @@ def _cse_lines(targets: list[tuple[str, sp.Expr]], printer: _Printer) -> list[st
     return lines
 
 
-def _used_symbols(update: list[str], coeffs: _Coefficients, ir: ModelIR) -> dict[str, set[str]]:
-    import re
-    text = "\n".join(update)
-    return {
-        "update": {m for m in re.findall(r"\bp_(\w+)", text)},
-        "coeffs": set(re.findall(r"\bc\d+\b", text)),
-    }
+def _parameters_read_by_update(solution: Solution) -> set[sp.Symbol]:
+    """Parameters the step itself reads (everything else reaches it through prepared coefficients):
+    those in the threshold, the resets and the numerically integrated right-hand sides."""
+    ir = solution.ir
+    exprs = [ir.rhs(n) for n in solution.stage_states + solution.numeric_states]
+    if ir.spike is not None:
+        exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset]
+    symbols = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+    return symbols & {p.symbol for p in ir.parameters}

@@ -103,13 +103,14 @@ class _Checker:
         self.known_elsewhere = {p.name: f"'{p.name}' is a parameter" for p in params}
         self.known_elsewhere.update({s.name: f"'{s.name}' is a state variable" for s in states})
         self.known_elsewhere.update({p.name: f"'{p.name}' is an input port" for p in ports})
+        self.known_elsewhere["weight"] = "'weight' exists only in a spike port's increment (inputs:)"
         param_symbols = {p.name: sp.Symbol(p.name, real=True) for p in params}
         state_symbols = {s.name: sp.Symbol(s.name, real=True) for s in states}
         current_symbols = {p.name: sp.Symbol(p.name, real=True) for p in ports if p.kind == "current"}
 
         parameters = []
         for p in params:
-            self.unit(p.unit, p.value_span)
+            self.unit(p.unit, p.unit_span)
             value = self.expr(p.value, {}, "a parameter default is a number")
             default = self.number(value, p.value_span, f"default of '{p.name}'")
             parameters.append(Parameter(p.name, param_symbols[p.name], default, p.unit))
@@ -117,7 +118,7 @@ class _Checker:
 
         state_vars = []
         for s in states:
-            self.unit(s.unit, s.value_span)
+            self.unit(s.unit, s.unit_span)
             init = self.expr(s.value, param_symbols, "an initial value may use parameters only")
             self.number(init.subs(defaults), s.value_span, f"initial value of '{s.name}'")
             state_vars.append(StateVariable(s.name, state_symbols[s.name], init, s.unit))
@@ -158,7 +159,8 @@ class _Checker:
                 else:
                     hint = did_you_mean(o.name, state_symbols) or f"declare it under state:, e.g. {o.name} = 0"
                     self.error("E107", f"equation for undeclared state variable '{o.name}'", o.span, hint)
-                self.expr(o.rhs, scope, "an equation uses parameters, states and current inputs")
+                placeholder = {o.name: sp.Symbol(o.name)}     # no follow-on error for its own name
+                self.expr(o.rhs, {**scope, **placeholder}, "an equation uses parameters, states and current inputs")
                 continue
             if o.name in seen:
                 self.error("E102", f"'{o.name}' has two equations", o.span, "combine them into one right-hand side")
@@ -172,7 +174,7 @@ class _Checker:
         scope = {**param_symbols, "weight": WEIGHT}
         for p in ports:
             if p.kind == "current":
-                self.unit(p.unit, p.span)
+                self.unit(p.unit, p.unit_span)
                 current_ports.append(CurrentPort(p.name, current_symbols[p.name], p.unit))
                 continue
             if p.target not in state_symbols:

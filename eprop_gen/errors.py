@@ -37,9 +37,13 @@ class Diagnostic:
         head = f"{s.file}:{s.line}:{s.col}: error[{self.code}]: {self.message}"
         if not source_lines or not (1 <= s.line <= len(source_lines)):
             return head + (f"\n  hint: {self.hint}" if self.hint else "")
-        text = source_lines[s.line - 1].rstrip("\n").expandtabs(4)
-        width = max(1, min(s.end_col, len(text) + 1) - s.col)
-        caret = " " * (s.col - 1) + "^" * width
+        raw = source_lines[s.line - 1].rstrip("\n")
+        text = raw.expandtabs(4)
+        # columns count characters of the raw line; the caret goes under the tab-expanded text
+        start = len(raw[:s.col - 1].expandtabs(4))
+        end = len(raw[:max(s.end_col, s.col + 1) - 1].expandtabs(4))
+        width = max(1, min(end, len(text) + 1) - start)
+        caret = " " * start + "^" * width
         tail = f" {self.hint}" if self.hint else ""
         return f"{head}\n    {text}\n    {caret}{tail}"
 

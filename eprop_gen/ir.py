@@ -25,6 +25,7 @@ class Declaration:            # `name = expr [unit]` in `parameters:` or `state:
     unit: str | None
     span: Span                # the name
     value_span: Span
+    unit_span: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class PortDecl:
     unit: str | None
     span: Span
     target_span: Span | None
+    unit_span: Span | None = None
 
 
 @dataclass(frozen=True)

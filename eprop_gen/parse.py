@@ -139,7 +139,8 @@ def _declarations(section: Tree | None, file: str) -> tuple[Declaration, ...]:
     for d in section.children:
         name, value, unit = d.children
         out.append(Declaration(str(name), value, str(unit.children[0]) if unit is not None else None,
-                               _span(name, file), _span(value, file)))
+                               _span(name, file), _span(value, file),
+                               _span(unit.children[0], file) if unit is not None else None))
     return tuple(out)
 
 
@@ -148,7 +149,8 @@ def _port(p: Tree, file: str) -> PortDecl:
     if p.data == "current_port":
         unit = p.children[1]
         return PortDecl(str(name), "current", None, "+=", None,
-                        str(unit.children[0]) if unit is not None else None, _span(name, file), None)
+                        str(unit.children[0]) if unit is not None else None, _span(name, file), None,
+                        _span(unit.children[0], file) if unit is not None else None)
     target = p.children[1]
     if p.data == "spike_port_jump":
         return PortDecl(str(name), "spike", str(target), "+=", None, None, _span(name, file), _span(target, file))

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import sympy as sp
 
+
+def _show(expr) -> str:
+    return sp.sstr(expr, full_prec=False)
+
 from .solve import Solution
 
 
@@ -15,8 +19,8 @@ def summarize(solution: Solution) -> str:
     lines = [f"model {ir.name}  ({ir.file})",
              "  kind: " + ("spiking neuron" if ir.is_spiking else "non-spiking (readout / leaky integrator)")]
     lines.append("  parameters: " + ", ".join(f"{p.name}={p.default:g}{_unit(p.unit)}" for p in ir.parameters))
-    lines.append("  state: " + ", ".join(f"{s.name}(0)={sp.sstr(s.initial)}{_unit(s.unit)}" for s in ir.states))
-    ports = [f"{p.name} (spike: {p.target} += {sp.sstr(p.increment)})" for p in ir.spike_ports]
+    lines.append("  state: " + ", ".join(f"{s.name}(0)={_show(s.initial)}{_unit(s.unit)}" for s in ir.states))
+    ports = [f"{p.name} (spike: {p.target} += {_show(p.increment)})" for p in ir.spike_ports]
     ports += [f"{c.name} (current{_unit(c.unit)}, piecewise constant per step)" for c in ir.current_ports]
     lines.append("  inputs: " + (", ".join(ports) if ports else "none"))
     lin = solution.linear
@@ -31,7 +35,7 @@ def summarize(solution: Solution) -> str:
     if lin is not None and lin.singular_cases:
         for case in lin.singular_cases:
             entries = ", ".join(f"P[{a},{b}]" for a, b in case.entries)
-            lines.append(f"  singular case {sp.sstr(case.condition.lhs)} == {sp.sstr(case.condition.rhs)}: "
+            lines.append(f"  singular case {_show(case.condition.lhs)} == {_show(case.condition.rhs)}: "
                          f"separate exact branch for {entries}")
             if case.regular_nearby:
                 nearby = ", ".join(f"P[{a},{b}]" for a, b in case.regular_nearby)
@@ -41,11 +45,11 @@ def summarize(solution: Solution) -> str:
         lines.append("  singular cases: none")
     if ir.spike is not None:
         s = ir.spike
-        lines.append(f"  threshold: {sp.sstr(s.condition)}")
-        lines.append("  reset: " + ("; ".join(f"{a.target} = {sp.sstr(a.value)}" for a in s.reset) or "none"))
+        lines.append(f"  threshold: {_show(s.condition)}")
+        lines.append("  reset: " + ("; ".join(f"{a.target} = {_show(a.value)}" for a in s.reset) or "none"))
         if s.refractory_period is not None:
             held = f", holding {', '.join(s.held)}" if s.held else ""
-            lines.append(f"  refractory: {sp.sstr(s.refractory_period)} ms{held}")
+            lines.append(f"  refractory: {_show(s.refractory_period)} ms{held}")
         if s.surrogate is not None:
-            lines.append(f"  surrogate gradient: {s.surrogate.function}: psi = {sp.sstr(s.surrogate.expression)}")
+            lines.append(f"  surrogate gradient: {s.surrogate.function}: psi = {_show(s.surrogate.expression)}")
     return "\n".join(lines)

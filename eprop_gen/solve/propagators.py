@@ -283,7 +283,10 @@ def stabilise(expr: sp.Expr, params: set, derive, substitutions: tuple = ()) -> 
         return expm1_form(expr), []
     groups = exponential_groups(expr)
     if len(groups) == 2 and len(factors) == 1:
-        regular = phi_form(groups, factors[0][1])
+        # phi_k removes the pole where the exponents are close; far apart (long intervals h, very
+        # different time constants) its two terms would cancel, and the expm1 form is exact there
+        m1, m2 = groups
+        regular = sp.Piecewise((phi_form(groups, factors[0][1]), sp.Abs(m1 - m2) <= 1), (expm1_form(expr), True))
     else:
         # three or more distinct exponentials: exact singular branches, regular form elsewhere
         regular = expm1_form(expr)

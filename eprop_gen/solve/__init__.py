@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..ir import ModelIR
+from .graph import reachable
 from .propagators import ONE, LinearSolution, linear_system, solve_linear
 
 
@@ -70,28 +71,10 @@ def _dependencies(ir: ModelIR) -> dict[str, set[str]]:
 
 def _cyclic_states(ir: ModelIR) -> set[str]:
     deps = _dependencies(ir)
-
-    def reaches(a, b):
-        seen, todo = set(), [a]
-        while todo:
-            for n in deps[todo.pop()]:
-                if n == b:
-                    return True
-                if n not in seen:
-                    seen.add(n)
-                    todo.append(n)
-        return False
-
-    return {n for n in deps if reaches(n, n)}
+    # n is on a loop when it can be reached again from the states it reads
+    return {n for n in deps if n in reachable(deps, deps[n])}
 
 
 def _closure_upstream(ir: ModelIR, numeric) -> set[str]:
     """numeric states and every state they read, transitively"""
-    deps = _dependencies(ir)
-    out, todo = set(numeric), list(numeric)
-    while todo:
-        for n in deps[todo.pop()]:
-            if n not in out:
-                out.add(n)
-                todo.append(n)
-    return out
+    return reachable(_dependencies(ir), numeric)

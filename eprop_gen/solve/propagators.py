@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1
 
+from .graph import reachable
+
 H = sp.Symbol("h", positive=True)      # the propagation interval (ms): the step dt or any event interval
 ONE = sp.Symbol("one__", real=True)    # augmented constant input
 
@@ -156,25 +158,15 @@ def _adjacency(A: sp.Matrix) -> dict[int, set[int]]:
     return out
 
 
-def _reach(adj, start) -> set[int]:
-    seen, todo = {start}, [start]
-    while todo:
-        for k in adj[todo.pop()]:
-            if k not in seen:
-                seen.add(k)
-                todo.append(k)
-    return seen
-
-
 def _path_nodes(adj, i, j) -> list[int]:
-    downstream = _reach(adj, j)
+    downstream = reachable(adj, [j])
     if i not in downstream:
         return []
     reverse: dict[int, set[int]] = {k: set() for k in adj}
     for a, bs in adj.items():
         for b in bs:
             reverse[b].add(a)
-    return sorted(downstream & _reach(reverse, i))
+    return sorted(downstream & reachable(reverse, [i]))
 
 
 @functools.lru_cache(maxsize=None)
@@ -227,13 +219,7 @@ def expm1_form(expr: sp.Expr) -> sp.Expr:
     def around(mr, mk, ck):
         return sp.exp(mr) * (total + ck * expm1(sp.expand(mk - mr)))
 
-    first, second = around(m1, m2, c2), around(m2, m1, c1)
-    sign = sp.simplify(m1 - m2)
-    if sign.is_nonnegative:
-        return first
-    if sign.is_nonpositive:
-        return second
-    return sp.Piecewise((first, m1 >= m2), (second, True))
+    return _around_larger_exponent(m1, m2, around(m1, m2, c2), around(m2, m1, c1))
 
 
 def singular_factors(expr: sp.Expr, params: set) -> list[tuple[sp.Expr, int]]:
@@ -263,7 +249,12 @@ def phi_form(groups: dict[sp.Expr, sp.Expr], order: int) -> sp.Expr:
         coefficient = sp.cancel(sp.together(ck * x ** order))
         return sp.exp(mr) * (polynomial + coefficient * phi(order, x))
 
-    first, second = around(m1, c1, m2, c2), around(m2, c2, m1, c1)
+    return _around_larger_exponent(m1, m2, around(m1, c1, m2, c2), around(m2, c2, m1, c1))
+
+
+def _around_larger_exponent(m1, m2, first, second) -> sp.Expr:
+    """`first` (the form referred to e^{m1}) where m1 >= m2, else `second`: the remaining exponential
+    then has a non-positive argument and nothing overflows. Decided symbolically when possible."""
     sign = sp.simplify(m1 - m2)
     if sign.is_nonnegative:
         return first

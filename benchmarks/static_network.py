@@ -89,6 +89,9 @@ def _child(args) -> None:
     """One measurement in a fresh process, so peak RSS belongs to that simulator alone."""
     simulator, n, threads = args.child, args.n, args.t
     arrays = network_arrays(n, seed=1)
+    if simulator == "eprop-gen":      # load the engine library before timing, as NEST loads its own at import
+        from eprop_gen.engine import native
+        native.engine_library()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     wall, spikes = (run_eprop_gen if simulator == "eprop-gen" else run_nest)(n, threads, arrays)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -202,7 +202,26 @@ def compiler_version(compiler: tuple[str, ...]) -> str:
 
 @functools.lru_cache(maxsize=None)
 def openmp_available(compiler: tuple[str, ...]) -> bool:
-    """Probe once per process whether `compiler -fopenmp` builds and links an OpenMP program."""
+    """Whether `compiler -fopenmp` builds and links an OpenMP program. The answer is remembered in
+    the cache folder per compiler identity, so a new process does not pay a probe compile."""
+    identity = hashlib.sha256("\0".join([*compiler, compiler_version(compiler)]).encode()).hexdigest()
+    memo = default_cache_dir() / f".openmp-{identity[:16]}"
+    try:
+        ok = memo.read_text().strip() == "yes"
+    except OSError:
+        ok = _probe_openmp(compiler)
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            memo.write_text("yes" if ok else "no")
+        except OSError:
+            pass                  # a read-only cache only costs the probe next time
+    if not ok:
+        warnings.warn(f"OpenMP not available with {' '.join(compiler)}; building a serial engine",
+                      RuntimeWarning, stacklevel=3)
+    return ok
+
+
+def _probe_openmp(compiler: tuple[str, ...]) -> bool:
     probe = "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
     with tempfile.TemporaryDirectory(prefix="eprop-gen-omp-probe-") as tmp:
         (Path(tmp) / "probe.cpp").write_text(probe)
@@ -212,9 +231,6 @@ def openmp_available(compiler: tuple[str, ...]) -> bool:
             ok = run.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             ok = False
-    if not ok:
-        warnings.warn(f"OpenMP not available with {' '.join(compiler)}; building a serial engine",
-                      RuntimeWarning, stacklevel=3)
     return ok
 
 

@@ -128,11 +128,18 @@ class _Checker:
         spike_ports, current_ports = self.ports(ports, param_symbols, state_symbols, current_symbols)
         spike = self.spike(dynamic_scope, param_symbols, state_symbols)
         scheme = self.scheme()
+        output = None
+        if ast.output is not None:
+            tree, span = ast.output
+            output = self.expr(tree, {**param_symbols, **state_symbols}, "an output uses states and parameters")
+            if spike is not None:
+                self.error("E115", "a spiking neuron emits spikes; `output:` is for non-spiking models (readouts)", span,
+                           "remove `output:` or the spike: block")
 
         if self.diagnostics:
             raise ModelError(self.diagnostics, ast.source)
         return ModelIR(ast.name, ast.file, tuple(parameters), tuple(state_vars), spike_ports, current_ports,
-                       odes, spike, scheme)
+                       odes, spike, scheme, output)
 
     def number(self, value: sp.Expr, span: Span, what: str) -> float:
         if value.free_symbols:
@@ -216,6 +223,20 @@ class _Checker:
                 continue
             value = self.expr(a.value, scope, "a reset uses states and parameters")
             reset.append(Assignment(a.target, _apply_operator(state_symbols[a.target], a.operator, value)))
+        adaptation = []
+        for a in decl.adaptation:
+            if a.target not in state_symbols:
+                self.error("E104", f"adaptation of unknown state variable '{a.target}'", a.span,
+                           did_you_mean(a.target, state_symbols) or "declare the adaptation variable under state:")
+                continue
+            x = state_symbols[a.target]
+            value = self.expr(a.value, scope, "an adaptation jump uses parameters")
+            jump = sp.simplify(_apply_operator(x, a.operator, value) - x)
+            if a.operator not in ("+=", "-=") or jump.free_symbols & set(state_symbols.values()):
+                self.error("E114", f"adaptation of '{a.target}' must be a jump by a constant",
+                           a.span, f"write e.g. {a.target} += 1 (or += a parameter)")
+                continue
+            adaptation.append(Assignment(a.target, x + jump))
         period, held = None, ()
         if decl.refractory is not None:
             tree, names, span = decl.refractory
@@ -226,7 +247,7 @@ class _Checker:
                                did_you_mean(name, state_symbols) or "list state variables after 'holding'")
             held = tuple(n for n, _ in names if n in state_symbols)
         surrogate = self.surrogate(decl.surrogate, scope) if decl.surrogate else None
-        return SpikeRule(condition, tuple(reset), period, held, surrogate)
+        return SpikeRule(condition, tuple(reset), period, held, surrogate, tuple(adaptation))
 
     def surrogate(self, call, scope) -> Surrogate | None:
         if call.function not in SURROGATE_FUNCTIONS:

@@ -92,7 +92,7 @@ def _planned(source: str, file: str, cache: Path, force: bool) -> tuple[KernelPl
 
 # The stages whose code decides what a model becomes; a change to any of them invalidates the plans.
 _PIPELINE_FILES = ("ir.py", "parse.py", "check.py", "plan.py", "report.py", "solve/__init__.py",
-                   "solve/propagators.py", "solve/graph.py")
+                   "solve/propagators.py", "solve/graph.py", "solve/eligibility.py")
 
 
 def _compiler_fingerprint() -> str:

@@ -72,6 +72,7 @@ class SpikeDecl:
     surrogate: CallDecl | None
     span: Span
     duplicates: tuple = ()    # ((item name, span), ...) given more than once
+    adaptation: tuple[AssignmentDecl, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ModelAST:
     solver: CallDecl | None
     span: Span
     duplicate_sections: tuple = ()   # ((section name, span), ...)
+    output: tuple | None = None       # (expression tree, span) of `output:`
 
 
 # ---------------------------------------------------------------------------------------------- IR
@@ -142,10 +144,14 @@ class Surrogate:
 @dataclass(frozen=True)
 class SpikeRule:
     condition: sp.Expr        # a sympy relational
+    # applied in order at a spike; e-prop does not differentiate through them (Bellec et al. 2020)
     reset: tuple[Assignment, ...]
     refractory_period: sp.Expr | None     # in ms, over parameters
     held: tuple[str, ...]                 # state variables frozen while refractory
     surrogate: Surrogate | None
+    # spike-triggered jumps x += c (after the reset); e-prop differentiates them through the
+    # spike's pseudo-derivative, which is what gives adaptive neurons their second eligibility
+    adaptation: tuple[Assignment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,7 @@ class ModelIR:
     odes: tuple[tuple[str, sp.Expr], ...]   # (state name, right-hand side); states without ODE are constant
     spike: SpikeRule | None
     scheme: NumericScheme
+    output: sp.Expr | None = None    # what a non-spiking model emits (a readout's y); None for neurons
 
     @property
     def is_spiking(self) -> bool:

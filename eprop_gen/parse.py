@@ -129,6 +129,7 @@ def _build_ast(model: Tree, text: str, file: str) -> ModelAST:
         solver=_call(found["solver"].children, file) if "solver" in found else None,
         span=_span(name_tok, file),
         duplicate_sections=tuple(duplicates),
+        output=(found["output"].children[0], _span(found["output"], file)) if "output" in found else None,
     )
 
 
@@ -178,6 +179,7 @@ def _call(children, file: str) -> CallDecl:
 def _spike(section: Tree, file: str) -> SpikeDecl:
     threshold = refractory = surrogate = None
     reset: list[AssignmentDecl] = []
+    adaptation: list[AssignmentDecl] = []
     seen: set[str] = set()
     duplicates = []
     for item in section.children:
@@ -190,10 +192,13 @@ def _spike(section: Tree, file: str) -> SpikeDecl:
             threshold = (lhs, str(op), rhs, _span(item, file))
         elif item.data == "reset":
             reset = [_assignment(a, file) for a in item.children]
+        elif item.data == "adaptation":
+            adaptation = [_assignment(a, file) for a in item.children]
         elif item.data == "refractory":
             period, *held = item.children
             names = tuple((str(h), _span(h, file)) for h in held if h is not None)
             refractory = (period, names, _span(period, file))
         elif item.data == "surrogate":
             surrogate = _call(item.children, file)
-    return SpikeDecl(threshold, tuple(reset), refractory, surrogate, _span(section, file), tuple(duplicates))
+    return SpikeDecl(threshold, tuple(reset), refractory, surrogate, _span(section, file), tuple(duplicates),
+                     tuple(adaptation))

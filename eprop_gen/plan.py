@@ -117,7 +117,7 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         update.append("pop->spiked[i] = 0;")
         guard = "!refractory_now && " if refractory else ""
         update.append(f"if ({guard}({pr(ir.spike.condition)})) {{")
-        for a in ir.spike.reset:
+        for a in ir.spike.reset + ir.spike.adaptation:
             update.append(f"    s_{a.target} = {pr(a.value)};")
         if refractory:
             steps = sp.Function("llround")(ir.spike.refractory_period / H)
@@ -241,6 +241,6 @@ def _parameters_read_by_update(solution: Solution) -> set[sp.Symbol]:
     ir = solution.ir
     exprs = [ir.rhs(n) for n in solution.stage_states + solution.numeric_states]
     if ir.spike is not None:
-        exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset]
+        exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset + ir.spike.adaptation]
     symbols = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
     return symbols & {p.symbol for p in ir.parameters}

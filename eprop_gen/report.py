@@ -8,6 +8,7 @@ def _show(expr) -> str:
     return sp.sstr(expr, full_prec=False)
 
 from .solve import Solution
+from .solve.eligibility import describe
 
 
 def _unit(u: str | None) -> str:
@@ -47,9 +48,15 @@ def summarize(solution: Solution) -> str:
         s = ir.spike
         lines.append(f"  threshold: {_show(s.condition)}")
         lines.append("  reset: " + ("; ".join(f"{a.target} = {_show(a.value)}" for a in s.reset) or "none"))
+        if s.adaptation:
+            lines.append("  adaptation at a spike: " + "; ".join(f"{a.target} = {_show(a.value)}" for a in s.adaptation))
         if s.refractory_period is not None:
             held = f", holding {', '.join(s.held)}" if s.held else ""
             lines.append(f"  refractory: {_show(s.refractory_period)} ms{held}")
         if s.surrogate is not None:
             lines.append(f"  surrogate gradient: {s.surrogate.function}: psi = {_show(s.surrogate.expression)}")
+    if not ir.is_spiking and ir.output is not None:
+        lines.append(f"  output (compared with the target): {_show(ir.output)}")
+    for rule in solution.eligibility:
+        lines += describe(rule)
     return "\n".join(lines)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..ir import ModelIR
+from .eligibility import derive_eligibility
 from .graph import reachable
 from .propagators import ONE, LinearSolution, linear_system, solve_linear
 
@@ -17,6 +18,7 @@ class Solution:
     numeric_states: tuple[str, ...]   # integrated with ir.scheme (RK4) and written back
     stage_states: tuple[str, ...]     # exact states the numeric ones read: carried through the RK4 stages
     notes: tuple[str, ...]            # why a state is numeric, in words for `check`
+    eligibility: tuple = ()           # one EligibilityRule (or Unsupported) per spike port
 
 
 def solve_model(ir: ModelIR) -> Solution:
@@ -30,7 +32,7 @@ def solve_model(ir: ModelIR) -> Solution:
         linear = solve_linear(linear_system(rhs, symbols, inputs), symbols, inputs, held)
     upstream = _closure_upstream(ir, numeric)
     stage = tuple(n for n in exact if n in upstream)
-    return Solution(ir, linear, numeric, stage, tuple(notes))
+    return Solution(ir, linear, numeric, stage, tuple(notes), derive_eligibility(ir, linear))
 
 
 def classify_states(ir: ModelIR) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:

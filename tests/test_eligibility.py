@@ -1,0 +1,111 @@
+"""The e-prop eligibility rules come out of the model's equations (solve/eligibility.py).
+
+Expected rules are the ones known from the e-prop literature (Bellec et al. 2020) and NEST's models,
+written here by hand; the derivation must reproduce them symbolically."""
+from pathlib import Path
+
+import sympy as sp
+import pytest
+
+import eprop_gen as eg
+from eprop_gen.compiler import check_source, read_model
+from eprop_gen.solve.eligibility import PSI, EligibilityRule, Unsupported
+from eprop_gen.solve.propagators import H, raw_propagator
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def rules(model):
+    checked = check_source(*read_model(model))
+    return checked, {r.port: r for r in checked.solution.eligibility}
+
+
+def sym(name):
+    return sp.Symbol(name, real=True)
+
+
+def same(a, b):
+    return sp.simplify(sp.Matrix(a) - sp.Matrix(b)) == sp.zeros(*sp.Matrix(a).shape)
+
+
+def test_lif_eligibility_is_the_filtered_presynaptic_trace():
+    _, r = rules(eg.models.path("iaf_psc_delta"))
+    rule = r["spikes"]
+    assert rule.hidden == ("V_m",)
+    assert same(rule.propagation, [[sp.exp(-H / sym("tau_m"))]])     # zbar <- alpha zbar + z
+    assert same(rule.injection, [[1]])
+    assert same(rule.trace, [[PSI]])                                   # e = psi zbar
+
+
+def test_adaptive_threshold_gives_bellec_second_component():
+    _, r = rules(EXAMPLES / "adaptive_lif.eprop")
+    rule = r["spikes"]
+    assert rule.hidden == ("V_m", "a")
+    alpha, rho, beta = sp.exp(-H / sym("tau_m")), sp.exp(-H / sym("tau_a")), sym("beta")
+    # eps_v <- alpha eps_v + z ; eps_a <- rho (psi eps_v + (1 - beta psi) eps_a)   (a += 1 after decay)
+    assert same(rule.propagation, [[alpha, 0], [rho * PSI, rho * (1 - beta * PSI)]])
+    assert same(rule.injection, [[1], [0]])
+    assert same(rule.trace, [[PSI, -beta * PSI]])                      # e = psi (eps_v - beta eps_a)
+
+
+def test_nest_adaptation_order_is_expressible():
+    """NEST's eprop_iaf_adapt adds the spike after the decay (a = rho a + z): with the jump 1/rho
+    the derived rule is NEST's eps <- rho eps + e."""
+    text = (EXAMPLES / "adaptive_lif.eprop").read_text().replace("adaptation: a += 1", "adaptation: a += exp(dt / tau_a)")
+    text = text.replace("        t_ref = 2.0 ms\n", "        t_ref = 2.0 ms\n        dt = 1.0 ms\n")
+    _, r = rules(text)
+    rule = r["spikes"]
+    rho, beta = sp.exp(-H / sym("tau_a")), sym("beta")
+    e_row = rule.trace
+    # eps_a[n+1] = rho eps_a[n] + e[n]  when h == dt
+    second_row = rule.propagation.row(1).subs(H, sym("dt"))
+    expected = (sp.Matrix([[0, sp.exp(-sym("dt") / sym("tau_a"))]]) + e_row).subs(H, sym("dt"))
+    assert same(second_row, expected)
+    del rho, beta
+
+
+def test_exponential_synapse_carries_the_current_component():
+    checked, r = rules(eg.models.path("iaf_psc_exp"))
+    rule = r["ex"]
+    assert rule.hidden == ("V_m", "I_syn_ex")
+    lin = checked.solution.linear
+    names = [str(s) for s in lin.states]
+    idx = [names.index("V_m"), names.index("I_syn_ex")]
+    assert same(rule.propagation, raw_propagator(lin.matrix).extract(idx, idx))
+    assert same(rule.injection, [[0], [1]])
+    assert same(rule.trace, [[PSI, 0]])
+    assert r["in"].hidden == ("V_m", "I_syn_in")
+
+
+def test_alpha_synapse_eligibility_spans_the_kernel():
+    _, r = rules(eg.models.path("iaf_psc_alpha"))
+    rule = r["ex"]
+    assert rule.hidden == ("V_m", "dI_ex", "I_ex")
+    assert same(rule.injection, [[0], [sp.E / sym("tau_syn_ex")], [0]])   # the port's jump per unit weight
+
+
+def test_readout_eligibility_is_the_output_gradient():
+    _, r = rules(eg.models.path("leaky_readout"))
+    rule = r["spikes"]
+    assert not rule.spiking
+    assert same(rule.propagation, [[sp.exp(-H / sym("tau_m"))]])
+    assert same(rule.trace, [[1]])                                      # g = E * zbar
+
+
+def test_numerically_integrated_model_says_what_is_missing():
+    _, r = rules(eg.models.path("izhikevich"))
+    assert isinstance(r["spikes"], Unsupported)
+    assert "numerically integrated" in r["spikes"].reason
+
+
+@pytest.mark.parametrize("model", ["iaf_psc_delta", "iaf_psc_exp", "leaky_readout"])
+def test_check_prints_the_derived_rule(model):
+    checked, _ = rules(eg.models.path(model))
+    assert "e-prop eligibility" in checked.summary
+    assert "eps_V_m <-" in checked.summary
+
+
+def test_output_is_only_for_non_spiking_models():
+    text = eg.models.path("iaf_psc_delta").read_text() + "\n    output: V_m\n"
+    with pytest.raises(eg.ModelError, match="E115"):
+        check_source(text)

@@ -8,7 +8,7 @@ import sympy as sp
 from lark import Token, Tree
 
 from .errors import Diagnostic, ModelError, Span, did_you_mean
-from .ir import (SURROGATE_FUNCTIONS, UNITS, WEIGHT, Assignment, CurrentPort, ModelAST, ModelIR,
+from .ir import (DT, SURROGATE_FUNCTIONS, UNITS, WEIGHT, Assignment, CurrentPort, ModelAST, ModelIR,
                  NumericScheme, Parameter, SpikePort, SpikeRule, StateVariable, Surrogate)
 
 _FUNCTIONS = {
@@ -90,7 +90,7 @@ class _Checker:
                 prev = declared[name]
                 self.error("E102", f"'{name}' is declared twice", span, f"first declared at line {prev.line}")
                 return False
-            if name in ("weight",) or name in _FUNCTIONS or name in _CONSTANTS:
+            if name in ("weight", "dt") or name in _FUNCTIONS or name in _CONSTANTS:
                 self.error("E103", f"'{name}' is a reserved name and cannot name a {kind}", span)
                 return False
             declared[name] = span
@@ -104,6 +104,7 @@ class _Checker:
         self.known_elsewhere.update({s.name: f"'{s.name}' is a state variable" for s in states})
         self.known_elsewhere.update({p.name: f"'{p.name}' is an input port" for p in ports})
         self.known_elsewhere["weight"] = "'weight' exists only in a spike port's increment (inputs:)"
+        self.known_elsewhere["dt"] = "'dt' (the simulation step) is known only when the network runs"
         param_symbols = {p.name: sp.Symbol(p.name, real=True) for p in params}
         state_symbols = {s.name: sp.Symbol(s.name, real=True) for s in states}
         current_symbols = {p.name: sp.Symbol(p.name, real=True) for p in ports if p.kind == "current"}
@@ -123,7 +124,7 @@ class _Checker:
             self.number(init.subs(defaults), s.value_span, f"initial value of '{s.name}'")
             state_vars.append(StateVariable(s.name, state_symbols[s.name], init, s.unit))
 
-        dynamic_scope = {**param_symbols, **state_symbols, **current_symbols}
+        dynamic_scope = {**param_symbols, **state_symbols, **current_symbols, "dt": DT}
         odes = self.odes(dynamic_scope, state_symbols, param_symbols, current_symbols)
         spike_ports, current_ports = self.ports(ports, param_symbols, state_symbols, current_symbols)
         spike = self.spike(dynamic_scope, param_symbols, state_symbols)
@@ -178,7 +179,7 @@ class _Checker:
 
     def ports(self, ports, param_symbols, state_symbols, current_symbols):
         spike_ports, current_ports = [], []
-        scope = {**param_symbols, "weight": WEIGHT}
+        scope = {**param_symbols, "weight": WEIGHT, "dt": DT}
         for p in ports:
             if p.kind == "current":
                 self.unit(p.unit, p.unit_span)
@@ -240,7 +241,7 @@ class _Checker:
         period, held = None, ()
         if decl.refractory is not None:
             tree, names, span = decl.refractory
-            period = self.expr(tree, param_symbols, "a refractory period uses parameters only")
+            period = self.expr(tree, {**param_symbols, "dt": DT}, "a refractory period uses parameters only")
             for name, nspan in names:
                 if name not in state_symbols:
                     self.error("E104", f"cannot hold unknown state variable '{name}'", nspan,

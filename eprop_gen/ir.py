@@ -94,6 +94,7 @@ class ModelAST:
 # ---------------------------------------------------------------------------------------------- IR
 
 WEIGHT = sp.Symbol("weight", real=True)   # the synaptic weight inside a spike port's increment
+DT = sp.Symbol("dt", positive=True)       # the simulation step (ms), known when the network runs
 
 
 @dataclass(frozen=True)

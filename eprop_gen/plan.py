@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-from .ir import WEIGHT, ModelIR
+from .ir import DT, WEIGHT, ModelIR
 from .solve import Solution
 from .solve.propagators import H, ONE
 
@@ -133,8 +133,12 @@ def plan_kernel(solution: Solution) -> KernelPlan:
     loads += [f"double n_{n};" for n in _exact_names(solution) + list(solution.numeric_states)]
     loads += [f"const double c{k} = pop->coeff[{k}][i];" for k in range(len(coeffs.exprs))]
     stores = [f"pop->state[{k}][i] = s_{s.name};" for k, s in enumerate(ir.states)]
+    if DT in _symbols_read_by_update(solution):
+        loads.insert(0, "const double dt = pop->dt;")
 
     prepare = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)]
+    if any(DT in e.free_symbols for e in coeffs.exprs):
+        prepare.insert(0, "const double dt = h;")
     prepare += _cse_lines([(f"pop->coeff[{k}][i]", e) for k, e in enumerate(coeffs.exprs)], printer)
 
     return KernelPlan(
@@ -153,6 +157,7 @@ def _local_names(ir: ModelIR) -> dict[sp.Symbol, str]:
     names.update({c.symbol: f"u_{c.name}" for c in ir.current_ports})
     names[ONE] = "1.0"
     names[H] = "h"
+    names[DT] = "dt"
     return names
 
 
@@ -235,12 +240,15 @@ def _cse_lines(targets: list[tuple[str, sp.Expr]], printer: _Printer) -> list[st
     return lines
 
 
-def _parameters_read_by_update(solution: Solution) -> set[sp.Symbol]:
-    """Parameters the step itself reads (everything else reaches it through prepared coefficients):
+def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:
+    """Symbols the step itself reads (everything else reaches it through prepared coefficients):
     those in the threshold, the resets and the numerically integrated right-hand sides."""
     ir = solution.ir
     exprs = [ir.rhs(n) for n in solution.stage_states + solution.numeric_states]
     if ir.spike is not None:
         exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset + ir.spike.adaptation]
-    symbols = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
-    return symbols & {p.symbol for p in ir.parameters}
+    return set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+
+
+def _parameters_read_by_update(solution: Solution) -> set[sp.Symbol]:
+    return _symbols_read_by_update(solution) & {p.symbol for p in solution.ir.parameters}

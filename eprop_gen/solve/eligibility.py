@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..ir import WEIGHT, ModelIR
+from ..ir import DT, WEIGHT, ModelIR
 from .graph import reachable
 from .propagators import H, raw_propagator
 
@@ -67,7 +67,8 @@ def _rule(ir: ModelIR, linear, port) -> EligibilityRule | Unsupported:
     jumps = sp.Matrix([_adaptation_jump(ir, n) for n in hidden])            # c
     spiking = ir.is_spiking
     through_spike = jumps * gradient * PSI if spiking else sp.zeros(len(hidden), len(hidden))
-    propagation = (P * (sp.eye(len(hidden)) + through_spike)).applyfunc(sp.simplify)
+    # the step map is taken over one step: the built-in dt is the propagation interval h
+    propagation = (P * (sp.eye(len(hidden)) + through_spike)).subs(DT, H).applyfunc(sp.simplify)
     gain = sp.diff(port.increment, WEIGHT)
     injection = sp.Matrix([gain if n == port.target else 0 for n in hidden])
     trace = gradient * PSI if spiking else gradient

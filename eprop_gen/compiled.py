@@ -29,6 +29,14 @@ class CompiledModel:
     source_path: Path
     library: ctypes.CDLL = field(repr=False)
     summary: str = ""                           # what `eprop-gen check` prints
+    # per-step quantities the kernel writes after the states (e.g. "psi", the pseudo-derivative):
+    # recordable and readable like states, never integrated
+    observables: tuple[str, ...] = ()
+
+    @property
+    def recordables(self) -> tuple[str, ...]:
+        """Rows of pop->state: the state variables, then the observables."""
+        return self.states + self.observables
 
     def kernel_address(self, which: str) -> int:
         """Address of eg_<name>_<which> ('prepare' or 'update') for the engine's function table."""

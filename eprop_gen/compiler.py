@@ -62,7 +62,7 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
         propagator_states=plan.propagator_states,
         initial_state=_initial_state_function(initial["states"], plan.params),
         library_path=result.library_path, source_path=result.source_dir / "model.cpp",
-        library=library, summary=summary,
+        library=library, summary=summary, observables=plan.observables,
     )
 
 

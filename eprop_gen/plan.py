@@ -35,6 +35,7 @@ class KernelPlan:
     update_lines: tuple[str, ...]
     propagator_lines: tuple[str, ...]
     spiking: bool
+    observables: tuple[str, ...] = ()     # written after the states: pop->state[len(states) + k]
 
 
 class _Printer(C99CodePrinter):
@@ -93,6 +94,8 @@ def plan_kernel(solution: Solution) -> KernelPlan:
     # 1. propagation
     normal, held_lines = _exact_lines(solution, term, names, held=False), _exact_lines(solution, term, names, held=True)
     if refractory:
+        # NEST's count: held states freeze in the steps that begin with a running count; a spike
+        # (and a non-zero pseudo-derivative) is possible again once the count has run out
         update.append("const bool refractory_now = pop->refractory[i] > 0;")
         update.append("if (refractory_now) {")
         update.append("    --pop->refractory[i];")
@@ -112,10 +115,18 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         line = f"s_{port.target} += {term(gain)} * pop->spike_in[{k}][i];"
         update.append(f"if (!refractory_now) {line}" if refractory and port.target in held else line)
 
-    # 3. threshold, reset, refractoriness
+    # 3. pseudo-derivative at the state the threshold sees, then threshold, reset, refractoriness
+    observables = []
+    if refractory:
+        update.append("const bool can_spike = pop->refractory[i] == 0;")
+    if ir.spike is not None and ir.spike.surrogate is not None:
+        observables.append("psi")
+        psi = pr(ir.spike.surrogate.expression)
+        value = f"can_spike ? ({psi}) : 0.0" if refractory else psi
+        update.append(f"pop->state[{len(ir.states)}][i] = {value};")
     if ir.spike is not None:
         update.append("pop->spiked[i] = 0;")
-        guard = "!refractory_now && " if refractory else ""
+        guard = "can_spike && " if refractory else ""
         update.append(f"if ({guard}({pr(ir.spike.condition)})) {{")
         for a in ir.spike.reset + ir.spike.adaptation:
             update.append(f"    s_{a.target} = {pr(a.value)};")
@@ -148,6 +159,7 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         propagator_states=tuple(str(s) for s in (solution.linear.states + solution.linear.inputs)) if solution.linear else (),
         n_coeff=len(coeffs.exprs), prepare_lines=tuple(prepare), update_lines=tuple(loads + update + stores),
         propagator_lines=tuple(_propagator_lines(solution, printer)), spiking=ir.is_spiking,
+        observables=tuple(observables),
     )
 
 
@@ -247,6 +259,8 @@ def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:
     exprs = [ir.rhs(n) for n in solution.stage_states + solution.numeric_states]
     if ir.spike is not None:
         exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset + ir.spike.adaptation]
+        if ir.spike.surrogate is not None:
+            exprs.append(ir.spike.surrogate.expression)
     return set().union(*(e.free_symbols for e in exprs)) if exprs else set()
 
 

@@ -338,7 +338,7 @@ def test_clear_errors_for_misuse(probe, lif):
         net.add_current(pop, "I", times=[0.1, 0.2], amplitudes=[1.0])
     with pytest.raises(ValueError, match="unknown current port"):
         net.add_current(pop, "J", times=[0.1], amplitudes=[1.0])
-    with pytest.raises(ValueError, match="unknown state variable 'V_m'"):
+    with pytest.raises(ValueError, match="unknown recordable 'V_m'"):
         net.record(pop)
     with pytest.raises(ValueError, match="not a multiple of dt"):
         net.simulate(0.05)

@@ -97,7 +97,7 @@ class _StateRecorder:
 
     def __init__(self, pop: Population, variables: Sequence[str], neurons: np.ndarray):
         self.pop, self.variables = pop, tuple(variables)
-        self.state_index = [pop.model.states.index(v) for v in self.variables]
+        self.state_index = [pop.model.recordables.index(v) for v in self.variables]
         order = np.argsort(neurons, kind="stable")
         self.sorted_neurons = np.ascontiguousarray(neurons[order])   # the engine wants ascending
         self.column_of_user = np.argsort(order)                      # back to the user's order
@@ -248,8 +248,8 @@ class Network:
         if isinstance(variables, str):
             variables = (variables,)
         for var in variables:
-            if var not in pop.model.states:
-                raise unknown_name("state variable", var, pop.model, pop.model.states)
+            if var not in pop.model.recordables:
+                raise unknown_name("recordable", var, pop.model, pop.model.recordables)
         ids = neuron_ids(neurons, pop.n, "record")
         self._recorders[pop.index] = _StateRecorder(pop, variables, ids)
 

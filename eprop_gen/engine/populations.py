@@ -138,7 +138,7 @@ class Population:
                  params: Mapping | None, state: Mapping | None):
         self.network, self.index, self.model, self.n, self.name = network, index, model, n, name
         self._param = np.zeros((len(model.params), n), dtype=REAL)
-        self._state = np.zeros((len(model.states), n), dtype=REAL)
+        self._state = np.zeros((len(model.recordables), n), dtype=REAL)   # states, then observables
         self._coeff = np.zeros((model.n_coeff, n), dtype=REAL)
         self._current = np.zeros((len(model.current_ports), n), dtype=REAL)
         self._refractory = np.zeros(n, dtype=np.int32)
@@ -167,10 +167,10 @@ class Population:
     def _row(self, name: str) -> np.ndarray:
         if name in self.model.params:
             return self._param[self.model.params.index(name)]
-        if name in self.model.states:
-            return self._state[self.model.states.index(name)]
+        if name in self.model.recordables:
+            return self._state[self.model.recordables.index(name)]
         raise unknown_name("parameter or state", name, self.model,
-                           (*self.model.params, *self.model.states))
+                           (*self.model.params, *self.model.recordables))
 
     def _set_initial_values(self, params: Mapping, state: Mapping) -> None:
         for name in params:

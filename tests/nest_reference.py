@@ -134,7 +134,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+#: models whose spike input has one port (weights of any sign jump V_m, or feed the readout)
+DELTA_MODELS = ("iaf_psc_delta", "eprop_iaf", "eprop_iaf_adapt", "eprop_iaf_psc_delta",
+                "eprop_iaf_psc_delta_adapt", "eprop_readout")
+#: the classic models the neuron comparison tests cover
 MODELS = ("iaf_psc_delta", "iaf_psc_exp", "iaf_psc_alpha")
+#: everything run_nest can drive (the e-prop neurons are compared in test_eprop_neurons.py)
+SUPPORTED_MODELS = MODELS + DELTA_MODELS[1:]
 
 #: connection delay (steps) used for the step_current_generator
 CURRENT_DELAY_STEPS = 1
@@ -232,7 +238,7 @@ def _per_neuron(params: dict, n: int) -> dict:
 
 
 def _check_port(model: str, port: str, w: np.ndarray) -> None:
-    if model == "iaf_psc_delta":
+    if model in DELTA_MODELS:
         if port not in ("spikes", "ex", "in"):
             raise ValueError(f"bad port {port!r} for {model}")
         return
@@ -274,7 +280,7 @@ def run_nest(model: str, params: dict | None = None, *, dt: float, t_sim: float,
         Simulate calls so that the new values are used from step t_ms/dt on (NEST
         recomputes its propagators at every Simulate call).
     """
-    if model not in MODELS:
+    if model not in SUPPORTED_MODELS:
         raise ValueError(f"unsupported model {model!r}")
     nest = _nest()
     n = int(n_neurons)
@@ -303,7 +309,7 @@ def run_nest(model: str, params: dict | None = None, *, dt: float, t_sim: float,
         d = int(tr.get("delay", 1))
         max_delay = max(max_delay, d)
         w = np.asarray(tr.get("weights", 1.0), dtype=float)
-        port = tr.get("port", "spikes" if model == "iaf_psc_delta" else ("ex" if np.all(w >= 0) else "in"))
+        port = tr.get("port", "spikes" if model in DELTA_MODELS else ("ex" if np.all(w >= 0) else "in"))
         _check_port(model, port, w)
         gp = {"spike_times": nest_spike_times(times, dt)}
         if w.ndim == 0:
@@ -335,7 +341,7 @@ def run_nest(model: str, params: dict | None = None, *, dt: float, t_sim: float,
         cd = np.broadcast_to(np.asarray(connections.get("delays", 1), dtype=np.int64), cs.shape).copy()
         ports = connections.get("ports")
         if ports is None:
-            ports = ["spikes" if model == "iaf_psc_delta" else ("ex" if x >= 0 else "in") for x in cw]
+            ports = ["spikes" if model in DELTA_MODELS else ("ex" if x >= 0 else "in") for x in cw]
         elif isinstance(ports, str):
             ports = [ports] * len(cs)
         for p_, w_ in zip(ports, cw):
@@ -406,8 +412,10 @@ def run_nest(model: str, params: dict | None = None, *, dt: float, t_sim: float,
     # ---- recorders -------------------------------------------------------------------
     mm = nest.Create("multimeter", params={"record_from": list(record), "interval": dt})
     nest.Connect(mm, pop)
-    sr = nest.Create("spike_recorder")
-    nest.Connect(pop, sr)
+    sr = None
+    if model != "eprop_readout":            # readouts never spike; NEST refuses the connection
+        sr = nest.Create("spike_recorder")
+        nest.Connect(pop, sr)
 
     # ---- simulate --------------------------------------------------------------------
     for a, b, upd in segments:
@@ -442,7 +450,7 @@ def run_nest(model: str, params: dict | None = None, *, dt: float, t_sim: float,
             raise RuntimeError(f"missing samples for {r}")
         out[r] = a
 
-    se = sr.get("events")
+    se = sr.get("events") if sr is not None else {"times": [], "senders": []}
     st = np.asarray(se["times"], dtype=float)
     ss = np.asarray(se["senders"], dtype=np.int64) - gid0
     k = np.rint(st / dt) <= n_steps
@@ -496,11 +504,11 @@ def input_per_step(model: str, dt: float, n_steps: int, n: int,
                    spike_trains: Sequence[dict] = (), sources=None, connections=None):
     """Summed input weight per (step of arrival, neuron) for each port, eprop-gen semantics:
     a spike at s*dt with delay d is added at the end of step s+d-1."""
-    ports = ("spikes",) if model == "iaf_psc_delta" else ("ex", "in")
+    ports = ("spikes",) if model in DELTA_MODELS else ("ex", "in")
     acc = {p: np.zeros((n_steps, n)) for p in ports}
 
     def add(port, step, tgt, w):
-        if model == "iaf_psc_delta":
+        if model in DELTA_MODELS:
             port = "spikes"
         if 0 <= step < n_steps:
             acc[port][step, tgt] += w
@@ -546,7 +554,7 @@ def simulate_exact(model: str, params: dict | None = None, *, dt: float, t_sim: 
     pv = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)).copy() for k, v in P.items()}
     E_L = pv["E_L"]
     y = (pv["V_m"] - E_L).copy() if "V_m" in pv else np.zeros(n)
-    syn = () if model == "iaf_psc_delta" else ("ex", "in")
+    syn = () if model in DELTA_MODELS else ("ex", "in")
 
     def make_props():
         return [
@@ -595,7 +603,7 @@ def simulate_exact(model: str, params: dict | None = None, *, dt: float, t_sim: 
                     yn += pr[p]["Ps1"] * I[p][j]
                     if model == "iaf_psc_alpha":
                         yn += pr[p]["Ps2"] * dI[p][j]
-                if model == "iaf_psc_delta":
+                if model in DELTA_MODELS:
                     yn += acc["spikes"][k, j]
                 y[j] = yn
             else:

@@ -227,6 +227,9 @@ def _quiet(nest) -> None:
 def _per_neuron(params: dict, n: int) -> dict:
     out = {}
     for k, v in params.items():
+        if isinstance(v, str):              # e.g. surrogate_gradient_function
+            out[k] = v
+            continue
         a = np.asarray(v, dtype=float)
         if a.ndim == 0:
             out[k] = float(a)

@@ -89,3 +89,33 @@ def test_eprop_neuron_matches_nest(name, t_ref):
             value = value - jump * spiked
         np.testing.assert_allclose(value, ref[theirs][:, 0], rtol=RTOL, atol=RTOL * 15.0,
                                    err_msg=f"{name}: {theirs}")
+
+
+@pytest.mark.parametrize("function", ["piecewise_linear", "exponential", "fast_sigmoid_derivative",
+                                      "arctan_derivative"])
+def test_every_nest_surrogate_function(function, tmp_path):
+    """The language's surrogate functions are NEST's (as its code computes them, spec 3.5)."""
+    text = eg.models.path("eprop_iaf").read_text().replace("surrogate: piecewise_linear(", f"surrogate: {function}(")
+    model_file = tmp_path / f"eprop_iaf_{function}.eprop"
+    model_file.write_text(text)
+    dt, t_sim = 1.0, 200.0
+    params = {"C_m": 250.0, "tau_m": 20.0, "E_L": -70.0, "V_th": -60.0, "t_ref": 2.0,
+              "surrogate_gradient_height": 0.7, "surrogate_gradient_width": 3.0}
+    trains, current = drive(dt, t_sim, seed=3)
+    ref = nest_reference.run_nest("eprop_iaf", {**params, "surrogate_gradient_function": function},
+                                  dt=dt, t_sim=t_sim, spike_trains=trains, current=current,
+                                  record=("V_m", "surrogate_gradient"))
+    model = eg.compile_model(model_file)
+    net = eg.Network(dt=dt)
+    pop = net.add_population(model, 1, params=params)
+    for train in trains:
+        count = train["times"].size
+        src = net.add_spike_source(count, times=train["times"], senders=np.arange(count))
+        net.connect(src, pop, "spikes", eg.Explicit(np.arange(count), np.zeros(count, int), weights=train["weights"]),
+                    delay=train["delay"])
+    net.add_current(pop, "I_stim", times=current["times"], amplitudes=current["amplitudes"])
+    net.record(pop, ["psi"])
+    net.simulate(t_sim)
+    psi = net.recording(pop)["psi"][:, 0]
+    assert np.count_nonzero(psi) > 20
+    np.testing.assert_allclose(psi, ref["surrogate_gradient"][:, 0], rtol=1e-12, atol=1e-15)

@@ -54,7 +54,6 @@ def _rule(ir: ModelIR, linear, port) -> EligibilityRule | Unsupported:
     if signal is None:
         return Unsupported(port.name, "a non-spiking model needs `output:` (what its learning signal compares)")
     exact = [str(s) for s in linear.states] if linear is not None else []
-    states = {s.symbol: s.name for s in ir.states}
     hidden = _hidden_states(ir, port.target, signal)
     numeric = [n for n in hidden if n not in exact]
     if numeric:
@@ -72,7 +71,6 @@ def _rule(ir: ModelIR, linear, port) -> EligibilityRule | Unsupported:
     gain = sp.diff(port.increment, WEIGHT)
     injection = sp.Matrix([gain if n == port.target else 0 for n in hidden])
     trace = gradient * PSI if spiking else gradient
-    del states
     return EligibilityRule(port.name, tuple(hidden), propagation, injection, trace, spiking)
 
 

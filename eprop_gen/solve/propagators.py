@@ -69,7 +69,8 @@ class LinearSolution:
 
 
 def linear_system(rhs: dict[sp.Symbol, sp.Expr], states, inputs) -> sp.Matrix:
-    """A_aug such that d/dt [x; u] = A_aug [x; u]; raises ValueError if rhs is not affine in x and u."""
+    """A_aug such that d/dt [x; u] = A_aug [x; u]. The caller (classify_states) guarantees that rhs is
+    affine in x and u with parameter-only coefficients."""
     cols = list(states) + list(inputs)
     n = len(cols)
     A = sp.zeros(n, n)

@@ -1,0 +1,1 @@
+"""Reference implementations and NEST runners for e-prop regression tests."""

@@ -8,14 +8,16 @@ import sympy as sp
 from lark import Token, Tree
 
 from .errors import Diagnostic, ModelError, Span, did_you_mean
-from .ir import (DT, SURROGATE_FUNCTIONS, UNITS, WEIGHT, Assignment, CurrentPort, ModelAST, ModelIR,
-                 NumericScheme, Parameter, SpikePort, SpikeRule, StateVariable, Surrogate)
+from .ir import (DT, E_TRACE, LEARNING_SIGNAL, OWN_SPIKE, REGULARISATION, SURROGATE_FUNCTIONS, UNITS, WEIGHT,
+                 Assignment, CurrentPort, LearningRule, ModelAST, ModelIR, NumericScheme, Parameter, SpikePort,
+                 SpikeRule, StateVariable, Surrogate, Trace)
+from .solve.eligibility import PSI
 
 _FUNCTIONS = {
     "exp": (sp.exp, 1), "log": (sp.log, 1), "sqrt": (sp.sqrt, 1), "abs": (sp.Abs, 1),
     "sin": (sp.sin, 1), "cos": (sp.cos, 1), "tanh": (sp.tanh, 1), "min": (sp.Min, 2), "max": (sp.Max, 2),
 }
-_CONSTANTS = {"pi": sp.pi}
+_CONSTANTS = {"pi": sp.pi, "inf": sp.oo}
 _COMPARE = {">=": sp.GreaterThan, ">": sp.StrictGreaterThan, "<=": sp.LessThan, "<": sp.StrictLessThan}
 _SURROGATE_DEFAULTS = {"height": sp.Float(0.3), "width": sp.Float(1.0)}
 
@@ -25,6 +27,7 @@ class _Checker:
     ast: ModelAST
     diagnostics: list[Diagnostic] = field(default_factory=list)
     known_elsewhere: dict[str, str] = field(default_factory=dict)   # declared names -> what they are
+    known_spans: dict[str, Span] = field(default_factory=dict)      # declared names -> where
 
     def error(self, code: str, message: str, span: Span | None, hint: str = "") -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
@@ -94,6 +97,7 @@ class _Checker:
                 self.error("E103", f"'{name}' is a reserved name and cannot name a {kind}", span)
                 return False
             declared[name] = span
+            self.known_spans[name] = span
             return True
 
         params = [p for p in ast.parameters if declare(p.name, p.span, "parameter")]
@@ -137,10 +141,12 @@ class _Checker:
                 self.error("E115", "a spiking neuron emits spikes; `output:` is for non-spiking models (readouts)", span,
                            "remove `output:` or the spike: block")
 
+        learning = self.learning(param_symbols, spike is not None) if ast.learning is not None else None
+
         if self.diagnostics:
             raise ModelError(self.diagnostics, ast.source)
         return ModelIR(ast.name, ast.file, tuple(parameters), tuple(state_vars), spike_ports, current_ports,
-                       odes, spike, scheme, output)
+                       odes, spike, scheme, output, learning)
 
     def number(self, value: sp.Expr, span: Span, what: str) -> float:
         if value.free_symbols:
@@ -149,6 +155,8 @@ class _Checker:
             number = complex(value.evalf())
         except (TypeError, ValueError):
             number = complex("nan")
+        if value == sp.oo:          # `inf`: e.g. no ISI trace cutoff
+            return math.inf
         if value.has(sp.zoo) or math.isinf(abs(number)) or number != number:
             self.error("E108", f"{what} is not finite (division by zero?)", span, "check the expression")
             return 0.0
@@ -288,6 +296,70 @@ class _Checker:
             else:
                 substeps = int(value)
         return NumericScheme("rk4", substeps)
+
+
+_LEARNING_BUILTINS = {"e": E_TRACE, "L": LEARNING_SIGNAL, "R": REGULARISATION, "z": OWN_SPIKE, "psi": PSI, "dt": DT}
+
+
+def _learning_checks(self, param_symbols, spiking: bool) -> LearningRule | None:
+    """The `learning:` section: per-synapse and per-neuron traces, gradient, regularisation, cutoff."""
+    decl = self.ast.learning
+    for item, span in decl.duplicates:
+        self.error("E102", f"'{item}:' is given twice in the learning: section", span)
+    for name in _LEARNING_BUILTINS:
+        if name in param_symbols:
+            self.error("E103", f"'{name}' is a built-in of learning: and cannot name a parameter",
+                       self.known_spans.get(name), "rename the parameter")
+    traces: dict[str, sp.Symbol] = {}
+    for name, _, span in decl.traces:
+        if name in traces:
+            self.error("E102", f"trace '{name}' is updated twice", span, "one update line per trace")
+        elif name in _LEARNING_BUILTINS or name in param_symbols:
+            self.error("E103", f"'{name}' is a built-in or a parameter and cannot name a trace", span)
+        else:
+            traces[name] = sp.Symbol(name, real=True)
+    builtins = dict(_LEARNING_BUILTINS)
+    if not spiking:
+        del builtins["psi"], builtins["z"]
+    if decl.regularisation is None:
+        del builtins["R"]
+    scope = {**param_symbols, **builtins, **traces}
+    what = "learning: uses parameters, its traces and e, L, R, z, psi, dt"
+    updates = {name: self.expr(tree, scope, what) for name, tree, _ in decl.traces if name in traces}
+    per_synapse = _filters_of_e(updates, traces)
+    rule_traces = tuple(Trace(n, traces[n], updates[n], n in per_synapse) for n in updates)
+    if decl.gradient is None:
+        self.error("E116", "learning: needs a gradient", decl.span, "e.g. gradient: L * ebar")
+        return None
+    gradient = self.expr(decl.gradient[0], scope, what)
+    regularisation = None
+    if decl.regularisation is not None:
+        tree, span = decl.regularisation
+        regularisation = self.expr(tree, scope, what)
+        synaptic = {traces[n] for n in per_synapse} | {E_TRACE}
+        if regularisation.free_symbols & synaptic:
+            self.error("E117", "the regularisation is a per-neuron signal and cannot use e or per-synapse traces",
+                       span, "use per-neuron traces (e.g. a filtered rate of z)")
+    cutoff = None
+    if decl.cutoff is not None:
+        cutoff = self.expr(decl.cutoff[0], param_symbols, "a cutoff uses parameters (ms)")
+    return LearningRule(rule_traces, gradient, regularisation, cutoff)
+
+
+def _filters_of_e(updates: dict[str, sp.Expr], traces: dict[str, sp.Symbol]) -> set[str]:
+    """Traces that depend on e, directly or through other such traces, live on each synapse."""
+    found, changed = set(), True
+    while changed:
+        changed = False
+        for name, update in updates.items():
+            reads = update.free_symbols
+            if name not in found and (E_TRACE in reads or any(traces[m] in reads for m in found)):
+                found.add(name)
+                changed = True
+    return found
+
+
+_Checker.learning = _learning_checks
 
 
 def _apply_operator(x: sp.Expr, op: str, value: sp.Expr) -> sp.Expr:

@@ -76,6 +76,16 @@ class SpikeDecl:
 
 
 @dataclass(frozen=True)
+class LearningDecl:           # the `learning:` section
+    traces: tuple             # ((name, expression tree, span), ...) in file order
+    gradient: tuple | None    # (tree, span)
+    regularisation: tuple | None
+    cutoff: tuple | None
+    span: Span
+    duplicates: tuple = ()    # ((item, span), ...)
+
+
+@dataclass(frozen=True)
 class ModelAST:
     name: str
     file: str
@@ -89,6 +99,7 @@ class ModelAST:
     span: Span
     duplicate_sections: tuple = ()   # ((section name, span), ...)
     output: tuple | None = None       # (expression tree, span) of `output:`
+    learning: "LearningDecl | None" = None
 
 
 # ---------------------------------------------------------------------------------------------- IR
@@ -155,6 +166,29 @@ class SpikeRule:
     adaptation: tuple[Assignment, ...] = ()
 
 
+# built-in names of the `learning:` section
+E_TRACE = sp.Symbol("e", real=True)            # the derived eligibility trace of the synapse
+LEARNING_SIGNAL = sp.Symbol("L", real=True)    # per neuron and step (a readout's own error)
+REGULARISATION = sp.Symbol("R", real=True)     # the value of `regularisation:`
+OWN_SPIKE = sp.Symbol("z", real=True)          # 1 in a step the neuron spiked
+
+
+@dataclass(frozen=True)
+class Trace:
+    name: str
+    symbol: sp.Symbol
+    update: sp.Expr           # new value from the old (the trace's own symbol) each step; starts at 0
+    per_synapse: bool         # True when it filters e (directly or through another per-synapse trace)
+
+
+@dataclass(frozen=True)
+class LearningRule:
+    traces: tuple[Trace, ...]
+    gradient: sp.Expr          # per synapse and step
+    regularisation: sp.Expr | None
+    cutoff: sp.Expr | None     # ms; the replay of an inter-spike interval stops after it
+
+
 @dataclass(frozen=True)
 class NumericScheme:
     method: str               # "rk4"
@@ -173,6 +207,7 @@ class ModelIR:
     spike: SpikeRule | None
     scheme: NumericScheme
     output: sp.Expr | None = None    # what a non-spiking model emits (a readout's y); None for neurons
+    learning: LearningRule | None = None   # how incoming plastic synapses turn eligibility into gradients
 
     @property
     def is_spiking(self) -> bool:

@@ -9,7 +9,7 @@ from lark.indenter import DedentError, Indenter
 
 from .errors import Diagnostic, ModelError, Span
 from .paths import resource_dir
-from .ir import AssignmentDecl, CallDecl, Declaration, ModelAST, OdeDecl, PortDecl, SpikeDecl
+from .ir import AssignmentDecl, CallDecl, Declaration, LearningDecl, ModelAST, OdeDecl, PortDecl, SpikeDecl
 
 
 class _ModelIndenter(Indenter):
@@ -130,7 +130,22 @@ def _build_ast(model: Tree, text: str, file: str) -> ModelAST:
         span=_span(name_tok, file),
         duplicate_sections=tuple(duplicates),
         output=(found["output"].children[0], _span(found["output"], file)) if "output" in found else None,
+        learning=_learning(found["learning"], file) if "learning" in found else None,
     )
+
+
+def _learning(section: Tree, file: str) -> LearningDecl:
+    traces, single, duplicates = [], {}, []
+    for item in section.children:
+        if item.data == "trace_update":
+            name, _, value = item.children
+            traces.append((str(name), value, _span(name, file)))
+        elif item.data in single:
+            duplicates.append((item.data, _span(item, file)))
+        else:
+            single[item.data] = (item.children[0], _span(item.children[0], file))
+    return LearningDecl(tuple(traces), single.get("gradient"), single.get("regularisation"),
+                        single.get("cutoff"), _span(section, file), tuple(duplicates))
 
 
 def _declarations(section: Tree | None, file: str) -> tuple[Declaration, ...]:

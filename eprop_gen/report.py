@@ -59,4 +59,21 @@ def summarize(solution: Solution) -> str:
         lines.append(f"  output (compared with the target): {_show(ir.output)}")
     for rule in solution.eligibility:
         lines += describe(rule)
+    if ir.learning is not None:
+        lines += _learning_lines(ir.learning)
     return "\n".join(lines)
+
+
+def _learning_lines(rule) -> list[str]:
+    synaptic = [t.name for t in rule.traces if t.per_synapse]
+    neuronal = [t.name for t in rule.traces if not t.per_synapse]
+    where = "; ".join(part for part in (f"per synapse: {', '.join(synaptic)}" if synaptic else "",
+                                        f"per neuron: {', '.join(neuronal)}" if neuronal else "") if part)
+    lines = [f"  learning ({where or 'no traces'}; e = derived eligibility trace, L = learning signal):"]
+    lines += [f"    {t.name} <- {_show(t.update)}" for t in rule.traces]
+    lines.append(f"    gradient = {_show(rule.gradient)}")
+    if rule.regularisation is not None:
+        lines.append(f"    R = {_show(rule.regularisation)}")
+    if rule.cutoff is not None:
+        lines.append(f"    cutoff: replay at most {_show(rule.cutoff)} ms of each inter-spike interval")
+    return lines

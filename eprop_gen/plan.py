@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
-from .ir import DT, WEIGHT, ModelIR
+from .ir import DT, OWN_SPIKE, WEIGHT, ModelIR
 from .solve import Solution
 from .solve.propagators import H, ONE
 
@@ -136,6 +136,10 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         update.append("    pop->spiked[i] = 1;")
         update.append("}")
 
+    # 4. per-neuron learning traces (e.g. a filtered rate) and the regularisation signal R: they
+    #    need this step's spike, so they come last; stored as observables after psi
+    update += _neuron_learning_lines(ir, printer, observables)
+
     direct = _parameters_read_by_update(solution)
     loads = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)
              if p.symbol in direct]
@@ -161,6 +165,36 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         propagator_lines=tuple(_propagator_lines(solution, printer)), spiking=ir.is_spiking,
         observables=tuple(observables),
     )
+
+
+def neuron_traces(ir: ModelIR) -> list:
+    """The learning traces kept per neuron (those that do not filter the synaptic trace e)."""
+    return [t for t in ir.learning.traces if not t.per_synapse] if ir.learning is not None else []
+
+
+def _neuron_learning_lines(ir: ModelIR, printer: _Printer, observables: list[str]) -> list[str]:
+    traces = neuron_traces(ir)
+    if not traces and (ir.learning is None or ir.learning.regularisation is None):
+        return []
+    rows = {}
+    for t in traces:
+        observables.append(t.name)
+        rows[t.name] = len(ir.states) + len(observables) - 1
+    spike = "(double)pop->spiked[i]" if ir.is_spiking else "0.0"
+    local = {**printer.names, OWN_SPIKE: "z_self", **{t.symbol: f"lt_{t.name}" for t in traces}}
+    learning_printer = _Printer(local)
+    lines = ["{  // per-neuron learning traces (simultaneous update), then R from the new values",
+             f"    const double z_self = {spike};"]
+    lines += [f"    const double lt_{t.name} = pop->state[{rows[t.name]}][i];" for t in traces]
+    lines += [f"    const double new_{t.name} = {learning_printer.doprint(t.update)};" for t in traces]
+    lines += [f"    pop->state[{rows[t.name]}][i] = new_{t.name};" for t in traces]
+    if ir.learning.regularisation is not None:
+        observables.append("R")
+        after = _Printer({**local, **{t.symbol: f"new_{t.name}" for t in traces}})
+        lines.append(f"    pop->state[{len(ir.states) + len(observables) - 1}][i] = "
+                     f"{after.doprint(ir.learning.regularisation)};")
+    lines.append("}")
+    return lines
 
 
 def _local_names(ir: ModelIR) -> dict[sp.Symbol, str]:
@@ -257,6 +291,10 @@ def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:
     those in the threshold, the resets and the numerically integrated right-hand sides."""
     ir = solution.ir
     exprs = [ir.rhs(n) for n in solution.stage_states + solution.numeric_states]
+    if ir.learning is not None:
+        exprs += [t.update for t in neuron_traces(ir)]
+        if ir.learning.regularisation is not None:
+            exprs.append(ir.learning.regularisation)
     if ir.spike is not None:
         exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset + ir.spike.adaptation]
         if ir.spike.surrogate is not None:

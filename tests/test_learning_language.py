@@ -89,3 +89,31 @@ def test_readout_learning_has_no_pseudo_derivative():
     text = eg.models.path("eprop_readout").read_text().replace("gradient: L * e ", "gradient: L * e * psi ")
     with pytest.raises(eg.ModelError, match="undefined name 'psi'"):
         check_source(text, "readout.eprop")
+
+
+def test_kernel_computes_rate_and_regularisation_each_step():
+    """rate[n] = kappa_reg rate[n-1] + (1 - kappa_reg) z[n] / dt and R[n] = c_reg (rate[n] - f_target dt)
+    (NEST 3.10, spec 3.6), from the neuron's own spikes, every step."""
+    import numpy as np
+    model = eg.compile_model(eg.models.path("eprop_iaf"))
+    assert model.observables == ("psi", "rate", "R")
+    dt, steps = 1.0, 400
+    params = {"C_m": 1.0, "tau_m": 20.0, "E_L": 0.0, "V_th": 0.05, "t_ref": 0.0, "I_e": 0.004,
+              "c_reg": 3.0, "f_target": 20.0, "kappa_reg": 0.9}
+    net = eg.Network(dt=dt)
+    pop = net.add_population(model, 3, params={**params, "I_e": [0.004, 0.006, 0.0]})
+    net.record(pop, ["rate", "R"])
+    net.simulate(steps * dt)
+    times, senders = net.spikes(pop)
+    z = np.zeros((steps, 3))
+    z[np.rint(times / dt).astype(int) - 1, senders] = 1.0
+    assert z[:, 0].sum() > 5 and z[:, 2].sum() == 0
+    rate = np.zeros(3)
+    expected_rate, expected_R = [], []
+    for n in range(steps):
+        rate = params["kappa_reg"] * rate + (1 - params["kappa_reg"]) * z[n] / dt
+        expected_rate.append(rate.copy())
+        expected_R.append(params["c_reg"] * (rate - params["f_target"] / 1000 * dt))
+    rec = net.recording(pop)
+    np.testing.assert_allclose(rec["rate"], expected_rate, rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(rec["R"], expected_R, rtol=1e-14, atol=1e-16)

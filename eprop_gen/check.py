@@ -327,6 +327,11 @@ def _learning_checks(self, param_symbols, spiking: bool) -> LearningRule | None:
     what = "learning: uses parameters, its traces and e, L, R, z, psi, dt"
     updates = {name: self.expr(tree, scope, what) for name, tree, _ in decl.traces if name in traces}
     per_synapse = _filters_of_e(updates, traces)
+    allowed = set(param_symbols.values()) | {DT}
+    for name, _, span in decl.traces:
+        if name in per_synapse and not _is_linear_filter(updates[name], traces[name], allowed):
+            self.error("E118", f"per-synapse trace '{name}' must be a linear filter x <- a * x + b * e",
+                       span, "a and b made of parameters: skipped steps are decayed in closed form")
     rule_traces = tuple(Trace(n, traces[n], updates[n], n in per_synapse) for n in updates)
     if decl.gradient is None:
         self.error("E116", "learning: needs a gradient", decl.span, "e.g. gradient: L * ebar")
@@ -344,6 +349,12 @@ def _learning_checks(self, param_symbols, spiking: bool) -> LearningRule | None:
     if decl.cutoff is not None:
         cutoff = self.expr(decl.cutoff[0], param_symbols, "a cutoff uses parameters (ms)")
     return LearningRule(rule_traces, gradient, regularisation, cutoff)
+
+
+def _is_linear_filter(update: sp.Expr, own: sp.Symbol, allowed: set) -> bool:
+    a, b = sp.diff(update, own), sp.diff(update, E_TRACE)
+    rest = sp.expand(update - a * own - b * E_TRACE)
+    return rest == 0 and not (a.free_symbols - allowed) and not (b.free_symbols - allowed)
 
 
 def _filters_of_e(updates: dict[str, sp.Expr], traces: dict[str, sp.Symbol]) -> set[str]:

@@ -32,6 +32,9 @@ class CompiledModel:
     # per-step quantities the kernel writes after the states (e.g. "psi", the pseudo-derivative):
     # recordable and readable like states, never integrated
     observables: tuple[str, ...] = ()
+    # spike ports whose plastic synapses the generated replay kernels serve, with the sizes of the
+    # per-synapse eligibility vector and declared traces: {port: (eligibility size, trace count)}
+    learning_ports: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def recordables(self) -> tuple[str, ...]:
@@ -39,7 +42,7 @@ class CompiledModel:
         return self.states + self.observables
 
     def kernel_address(self, which: str) -> int:
-        """Address of eg_<name>_<which> ('prepare' or 'update') for the engine's function table."""
+        """Address of eg_<name>_<which> ('prepare', 'update' or 'replay_<port>') for the engine."""
         fn = getattr(self.library, f"eg_{self.name}_{which}")
         return ctypes.cast(fn, ctypes.c_void_p).value
 

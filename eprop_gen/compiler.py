@@ -63,6 +63,7 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
         initial_state=_initial_state_function(initial["states"], plan.params),
         library_path=result.library_path, source_path=result.source_dir / "model.cpp",
         library=library, summary=summary, observables=plan.observables,
+        learning_ports={r.port: (r.eps_size, len(r.traces)) for r in plan.replays},
     )
 
 
@@ -91,7 +92,7 @@ def _planned(source: str, file: str, cache: Path, force: bool) -> tuple[KernelPl
 
 
 # The stages whose code decides what a model becomes; a change to any of them invalidates the plans.
-_PIPELINE_FILES = ("ir.py", "parse.py", "check.py", "plan.py", "report.py", "solve/__init__.py",
+_PIPELINE_FILES = ("ir.py", "parse.py", "check.py", "plan.py", "plan_learning.py", "report.py", "solve/__init__.py",
                    "solve/propagators.py", "solve/graph.py", "solve/eligibility.py")
 
 

@@ -17,6 +17,7 @@ import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
 from .ir import DT, OWN_SPIKE, WEIGHT, ModelIR
+from .plan_learning import plan_replays
 from .solve import Solution
 from .solve.propagators import H, ONE
 
@@ -36,6 +37,7 @@ class KernelPlan:
     propagator_lines: tuple[str, ...]
     spiking: bool
     observables: tuple[str, ...] = ()     # written after the states: pop->state[len(states) + k]
+    replays: tuple = ()                   # one ReplayPlan per spike port that can learn
 
 
 class _Printer(C99CodePrinter):
@@ -163,7 +165,7 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         propagator_states=tuple(str(s) for s in (solution.linear.states + solution.linear.inputs)) if solution.linear else (),
         n_coeff=len(coeffs.exprs), prepare_lines=tuple(prepare), update_lines=tuple(loads + update + stores),
         propagator_lines=tuple(_propagator_lines(solution, printer)), spiking=ir.is_spiking,
-        observables=tuple(observables),
+        observables=tuple(observables), replays=plan_replays(solution, _Printer),
     )
 
 

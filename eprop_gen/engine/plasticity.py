@@ -1,0 +1,132 @@
+"""Plastic (e-prop) synapses and the per-neuron history they replay: numpy arrays owned by Python,
+seen by the generated replay kernels through the structs of eg_eprop.h / eg_optimizer.h.
+
+These are the building blocks of the learning engine: `PlasticSynapses` holds one projection's
+synapse state (structure of arrays), `History` what the target neurons archive per step, and
+`Optimizer` the projection's optimizer (NEST 3.10's semantics, templates/cpp/eg_optimizer.h).
+"""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import native
+from .native import pointer, pointer_table
+
+REAL = np.float64
+GRADIENT_DESCENT, ADAM = 0, 1
+NEST_INITIAL_ETA = 1e-4          # a synapse's eta before its first optimisation (NEST's default)
+
+
+class EgOptimizer(ctypes.Structure):           # eg_optimizer (eg_optimizer.h), per projection
+    _fields_ = [("kind", ctypes.c_int32), ("batch_size", ctypes.c_int64), ("eta", ctypes.c_double),
+                ("eta_first", ctypes.c_double), ("n_eta_changes", ctypes.c_int64),
+                ("beta_1", ctypes.c_double), ("beta_2", ctypes.c_double), ("epsilon", ctypes.c_double),
+                ("w_min", ctypes.c_double), ("w_max", ctypes.c_double)]
+
+
+class EgOptimizerState(ctypes.Structure):      # eg_optimizer_state, per synapse
+    _fields_ = [("grad_sum", ctypes.c_double), ("eta_cur", ctypes.c_double), ("m", ctypes.c_double),
+                ("v", ctypes.c_double), ("p1", ctypes.c_double), ("p2", ctypes.c_double),
+                ("k", ctypes.c_int64), ("n_opt", ctypes.c_int64)]
+
+
+class EgHistory(ctypes.Structure):             # eg_history (eg_eprop.h)
+    _fields_ = [("capacity", ctypes.c_int64), ("n", ctypes.c_int64), ("psi", native.c_real_p),
+                ("learning_signal", native.c_real_p), ("regularisation", native.c_real_p)]
+
+
+class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
+    _fields_ = [("n", ctypes.c_int64), ("eps", native.c_real_pp), ("traces", native.c_real_pp),
+                ("zbuf", native.c_real_p), ("grad", native.c_real_p),
+                ("c_rem", ctypes.POINTER(ctypes.c_int64)), ("n_decay", ctypes.POINTER(ctypes.c_int64)),
+                ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
+                ("weight", native.c_real_p), ("opt", ctypes.POINTER(EgOptimizerState)),
+                ("optimizer", ctypes.POINTER(EgOptimizer)), ("optimize_each_step", ctypes.c_int32)]
+
+
+REPLAY_KERNEL = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.POINTER(native.EgPopulation), ctypes.POINTER(EgHistory),
+                                 ctypes.POINTER(EgPlastic), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                                 ctypes.c_int32)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A projection's optimizer. eta may change between simulations; NEST's one-call lag applies."""
+    kind: int = GRADIENT_DESCENT
+    eta: float = 1e-4
+    batch_size: int = 1
+    optimize_each_step: bool = True
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    w_min: float = -100.0
+    w_max: float = 100.0
+
+
+def gradient_descent(**options) -> Optimizer:
+    return Optimizer(kind=GRADIENT_DESCENT, **options)
+
+
+def adam(**options) -> Optimizer:
+    return Optimizer(kind=ADAM, **options)
+
+
+class History:
+    """psi, L and R of n neurons for the last `capacity` steps (row m % capacity holds step m)."""
+
+    def __init__(self, capacity: int, n: int):
+        self.psi = np.zeros((capacity, n), REAL)
+        self.learning_signal = np.zeros((capacity, n), REAL)
+        self.regularisation = np.zeros((capacity, n), REAL)
+        self.view = EgHistory(capacity=capacity, n=n, psi=pointer(self.psi, native.c_real),
+                              learning_signal=pointer(self.learning_signal, native.c_real),
+                              regularisation=pointer(self.regularisation, native.c_real))
+
+
+class PlasticSynapses:
+    """The state of n plastic synapses of one projection (eligibility, traces, optimizer, weight)."""
+
+    def __init__(self, n: int, eligibility_size: int, n_traces: int, weights, optimizer: Optimizer):
+        self.eps = np.zeros((eligibility_size, n), REAL)
+        self.traces = np.zeros((max(n_traces, 1), n), REAL)
+        self.zbuf = np.zeros(n, REAL)
+        self.grad = np.zeros(n, REAL)
+        self.c_rem = np.zeros(n, np.int64)
+        self.n_decay = np.zeros(n, np.int64)
+        self.t_last = np.zeros(n, np.int64)
+        self.last_was_flush = np.zeros(n, np.uint8)
+        self.weight = np.array(np.broadcast_to(np.asarray(weights, REAL), (n,)))
+        self.opt = (EgOptimizerState * n)(*[EgOptimizerState(eta_cur=NEST_INITIAL_ETA, p1=1.0, p2=1.0, k=1)
+                                            for _ in range(n)])
+        self.optimizer = EgOptimizer()
+        # NEST's bookkeeping starts from its default eta; setting another one is change number 1
+        self._eta, self._eta_changes, self._eta_first = NEST_INITIAL_ETA, 0, NEST_INITIAL_ETA
+        self.set_optimizer(optimizer)
+        self._tables = (pointer_table(list(self.eps), native.c_real),
+                        pointer_table(list(self.traces), native.c_real))
+        self.view = EgPlastic(
+            n=n, eps=ctypes.cast(self._tables[0], native.c_real_pp),
+            traces=ctypes.cast(self._tables[1], native.c_real_pp),
+            zbuf=pointer(self.zbuf, native.c_real), grad=pointer(self.grad, native.c_real),
+            c_rem=pointer(self.c_rem, ctypes.c_int64), n_decay=pointer(self.n_decay, ctypes.c_int64),
+            t_last=pointer(self.t_last, ctypes.c_int64), last_was_flush=pointer(self.last_was_flush, ctypes.c_uint8),
+            weight=pointer(self.weight, native.c_real), opt=self.opt, optimizer=ctypes.pointer(self.optimizer),
+            optimize_each_step=int(optimizer.optimize_each_step))
+
+    def set_optimizer(self, optimizer: Optimizer) -> None:
+        """Set (or change) the optimizer's parameters; eta changes are counted as NEST counts them."""
+        if optimizer.eta != self._eta:
+            if self._eta_changes == 0:
+                self._eta_first = optimizer.eta
+            self._eta_changes += 1
+            self._eta = optimizer.eta
+        o = self.optimizer
+        o.kind, o.batch_size, o.eta = optimizer.kind, optimizer.batch_size, optimizer.eta
+        o.eta_first, o.n_eta_changes = self._eta_first, self._eta_changes
+        o.beta_1, o.beta_2, o.epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+        o.w_min, o.w_max = optimizer.w_min, optimizer.w_max
+        if hasattr(self, "view"):
+            self.view.optimize_each_step = int(optimizer.optimize_each_step)

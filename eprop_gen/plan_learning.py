@@ -1,0 +1,124 @@
+"""plan (learning part): derived eligibility + the model's `learning:` section -> replay kernel lines.
+
+One replay kernel per (model, spike port). It runs NEST 3.10's event-driven schedule (spec 4.2-4.3):
+the event with stamp s of a synapse replays its target's history over [t_last - 1, s - 2], at most the
+cutoff's number of steps, decays the rest, and calls the optimizer. Per replayed step m:
+
+    eps[target] += gain * zin                 the presynaptic spike enters (one step after its stamp)
+    e   = trace(psi[m]) . eps                 the derived eligibility trace
+    x  <- update(x, e)                        the declared per-synapse traces
+    g   = gradient(L[m], R[m], traces, e)     the declared gradient
+    eps = P eps + (P c) e                     propagation, J(psi) eps written through e
+
+(J(psi) eps = P (I + c psi d dist) eps = P eps + P c e; for NEST's adaptation P c is exactly 1, so the
+update is NEST's eps = rho eps + e.) Skipped steps decay with pow() of the diagonal of P and of each
+trace's own factor, as NEST does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .ir import DT, E_TRACE, LEARNING_SIGNAL, REGULARISATION, ModelIR
+from .solve import Solution
+from .solve.eligibility import PSI, EligibilityRule
+from .solve.propagators import H
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    model: str
+    port: str
+    eps: tuple[str, ...]              # eligibility components (state names)
+    traces: tuple[str, ...]           # per-synapse learning traces
+    eps_size: int
+    trace_slots: int                  # at least 1 (C++ has no empty arrays)
+    history_lines: tuple[str, ...]    # loads of what the rule reads from the archive at step m
+    setup_lines: tuple[str, ...]      # per call: parameters of neuron i and the coefficients
+    step_lines: tuple[str, ...]       # one replayed step (zin and the history loads in scope; defines g)
+    decay_lines: tuple[str, ...]      # n_decay skipped steps
+    cutoff: str                       # C expression of the cutoff in ms (may be INFINITY)
+
+
+def plan_replays(solution: Solution, printer_factory) -> tuple[ReplayPlan, ...]:
+    ir = solution.ir
+    if ir.learning is None:
+        return ()
+    plans = []
+    for rule in solution.eligibility:
+        if not isinstance(rule, EligibilityRule):
+            continue            # `check` says why this port cannot learn
+        plans.append(_plan_port(ir, rule, printer_factory))
+    return tuple(plans)
+
+
+def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory) -> ReplayPlan:
+    learning = ir.learning
+    synaptic = [t for t in learning.traces if t.per_synapse]     # linear filters (check.py, E118)
+    k = len(rule.hidden)
+    eps = [sp.Symbol(f"eps_{n}", real=True) for n in rule.hidden]
+    at_step = {H: DT}                                        # the replay runs at the network's step
+    P = rule.propagation.subs(PSI, 0).subs(at_step)         # J(0): the propagator of the hidden states
+    jump = (rule.propagation.subs(PSI, 1).subs(at_step) - P) # J(psi) = P + psi * J1, J1 = P c d dist
+    gradient_row = rule.trace.subs(PSI, 1) if rule.spiking else rule.trace
+    # J1 eps = (P c)(d dist . eps) = (P c) e / psi: recover P c from J1 and the trace's gradient row
+    pc = _column_through_trace(jump, gradient_row)
+
+    names = {p.symbol: f"p_{p.name}" for p in ir.parameters}
+    names.update({DT: "dt", PSI: "psi", LEARNING_SIGNAL: "L", REGULARISATION: "R", E_TRACE: "e"})
+    names.update({e: f"eps[{n}]" for n, e in enumerate(eps)})
+    names.update({t.symbol: f"tr[{n}]" for n, t in enumerate(synaptic)})
+    pr = printer_factory(names).doprint
+
+    setup = [f"const double p_{p.name} = pop->param[{n}][i];" for n, p in enumerate(ir.parameters)]
+    coefficient = {}
+
+    def coef(expr) -> str:
+        expr = sp.simplify(expr)
+        if not expr.free_symbols:
+            return pr(expr)
+        key = coefficient.setdefault(expr, f"k{len(coefficient)}")
+        return key
+
+    step = [f"eps[{n}] += {coef(rule.injection[n])} * zin;" for n in range(k) if rule.injection[n] != 0]
+    trace = sum((gradient_row[n] * eps[n] for n in range(k)), sp.Integer(0))
+    step.append(f"const double e = {pr(PSI * trace if rule.spiking else trace)};")
+    # traces: each from the old values of the others (simultaneous), as written in the model
+    step += [f"const double new_tr{n} = {pr(t.update)};" for n, t in enumerate(synaptic)]
+    step += [f"tr[{n}] = new_tr{n};" for n in range(len(synaptic))]
+    step.append(f"const double g = {pr(learning.gradient)};")
+    for r in range(k):
+        terms = [f"{coef(P[r, c])} * eps[{c}]" for c in range(k) if P[r, c] != 0]
+        if pc[r] != 0:
+            terms.append("e" if pc[r] == 1 else f"{coef(pc[r])} * e")
+        step.append(f"const double new_eps{r} = {' + '.join(terms) if terms else '0.0'};")
+    step += [f"eps[{r}] = new_eps{r};" for r in range(k)]
+
+    decay = [f"eps[{r}] *= pow({coef(P[r, r])}, (double)n_decay);" for r in range(k)]
+    decay += [f"tr[{n}] *= pow({coef(_own_factor(t))}, (double)n_decay);" for n, t in enumerate(synaptic)]
+
+    setup += [f"const double {key} = {pr(expr)};" for expr, key in coefficient.items()]
+    cutoff = pr(learning.cutoff) if learning.cutoff is not None else "INFINITY"
+    read = learning.gradient.free_symbols | {s for t in synaptic for s in t.update.free_symbols}
+    history = [f"const double {name} = hist->{field}[row];"
+               for symbol, name, field in ((PSI, "psi", "psi"), (LEARNING_SIGNAL, "L", "learning_signal"),
+                                           (REGULARISATION, "R", "regularisation"))
+               if symbol in read or (symbol == PSI and rule.spiking)]
+    return ReplayPlan(ir.name, rule.port, rule.hidden, tuple(t.name for t in synaptic), k,
+                      max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff)
+
+
+def _column_through_trace(jump: sp.Matrix, row: sp.Matrix) -> sp.Matrix:
+    """c' with jump == c' * row (the psi-dependent part is rank one through the threshold)."""
+    k = jump.shape[0]
+    pivot = next((c for c in range(k) if row[c] != 0), None)
+    if pivot is None or jump == sp.zeros(k, k):
+        return sp.zeros(k, 1)
+    column = (jump[:, pivot] / row[pivot]).applyfunc(sp.simplify)
+    assert sp.simplify(column * row - jump) == sp.zeros(k, k), "the adaptation part of J is rank one"
+    return column
+
+
+def _own_factor(trace) -> sp.Expr:
+    return sp.diff(trace.update, trace.symbol)

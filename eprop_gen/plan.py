@@ -138,6 +138,11 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         update.append("    pop->spiked[i] = 1;")
         update.append("}")
 
+    # 3b. what a non-spiking model emits (a readout's y), for the error y - y* of the learning engine
+    if ir.output is not None:
+        observables.append("y")
+        update.append(f"pop->state[{len(ir.states) + len(observables) - 1}][i] = {pr(ir.output)};")
+
     # 4. per-neuron learning traces (e.g. a filtered rate) and the regularisation signal R: they
     #    need this step's spike, so they come last; stored as observables after psi
     update += _neuron_learning_lines(ir, printer, observables)
@@ -293,6 +298,8 @@ def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:
     those in the threshold, the resets and the numerically integrated right-hand sides."""
     ir = solution.ir
     exprs = [ir.rhs(n) for n in solution.stage_states + solution.numeric_states]
+    if ir.output is not None:
+        exprs.append(ir.output)
     if ir.learning is not None:
         exprs += [t.update for t in neuron_traces(ir)]
         if ir.learning.regularisation is not None:

@@ -23,7 +23,7 @@
  *
  * Bitwise reproducibility: the arithmetic below is written in exactly the order of the spec's
  * pseudo-code / the numpy reference. It must not be reassociated or contracted:
- *   - -ffast-math (and friends) is rejected at compile time;
+ *   - fast-math compilation (__FAST_MATH__) is rejected at compile time;
  *   - fused multiply-add contraction (a*b+c -> fma) changes rounding. g++ contracts even in ISO mode
  *     when the target has FMA (-march=native, -mfma). If the target has fast FMA we therefore compile
  *     these functions with fp-contract=off (GCC optimize pragma; clang: STDC FP_CONTRACT OFF). Side
@@ -38,7 +38,7 @@
 #include <stdint.h>
 
 #if defined(__FAST_MATH__)
-#error "eg_optimizer.h must not be compiled with -ffast-math: the optimizer must equal NEST bitwise"
+#error "eg_optimizer.h must not be compiled with fast-math options: the optimizer must equal NEST bitwise"
 #endif
 
 #if defined(__clang__)

@@ -20,6 +20,8 @@ _FUNCTIONS = {
 _CONSTANTS = {"pi": sp.pi, "inf": sp.oo}
 _COMPARE = {">=": sp.GreaterThan, ">": sp.StrictGreaterThan, "<=": sp.LessThan, "<": sp.StrictLessThan}
 _SURROGATE_DEFAULTS = {"height": sp.Float(0.3), "width": sp.Float(1.0)}
+# built-in names of the learning: section
+_LEARNING_BUILTINS = {"e": E_TRACE, "L": LEARNING_SIGNAL, "R": REGULARISATION, "z": OWN_SPIKE, "psi": PSI, "dt": DT}
 
 
 @dataclass
@@ -298,57 +300,55 @@ class _Checker:
         return NumericScheme("rk4", substeps)
 
 
-_LEARNING_BUILTINS = {"e": E_TRACE, "L": LEARNING_SIGNAL, "R": REGULARISATION, "z": OWN_SPIKE, "psi": PSI, "dt": DT}
+    def learning(self, param_symbols, spiking: bool) -> LearningRule | None:
+        """The `learning:` section: per-synapse and per-neuron traces, gradient, regularisation, cutoff."""
+        decl = self.ast.learning
+        for item, span in decl.duplicates:
+            self.error("E102", f"'{item}:' is given twice in the learning: section", span)
+        for name in _LEARNING_BUILTINS:
+            if name in param_symbols:
+                self.error("E103", f"'{name}' is a built-in of learning: and cannot name a parameter",
+                           self.known_spans.get(name), "rename the parameter")
+        traces: dict[str, sp.Symbol] = {}
+        for name, _, span in decl.traces:
+            if name in traces:
+                self.error("E102", f"trace '{name}' is updated twice", span, "one update line per trace")
+            elif name in _LEARNING_BUILTINS or name in param_symbols:
+                self.error("E103", f"'{name}' is a built-in or a parameter and cannot name a trace", span)
+            else:
+                traces[name] = sp.Symbol(name, real=True)
+        builtins = dict(_LEARNING_BUILTINS)
+        if not spiking:
+            del builtins["psi"], builtins["z"]
+        if decl.regularisation is None:
+            del builtins["R"]
+        scope = {**param_symbols, **builtins, **traces}
+        what = "learning: uses parameters, its traces and e, L, R, z, psi, dt"
+        updates = {name: self.expr(tree, scope, what) for name, tree, _ in decl.traces if name in traces}
+        per_synapse = _filters_of_e(updates, traces)
+        allowed = set(param_symbols.values()) | {DT}
+        for name, _, span in decl.traces:
+            if name in per_synapse and not _is_linear_filter(updates[name], traces[name], allowed):
+                self.error("E118", f"per-synapse trace '{name}' must be a linear filter x <- a * x + b * e",
+                           span, "a and b made of parameters: skipped steps are decayed in closed form")
+        rule_traces = tuple(Trace(n, traces[n], updates[n], n in per_synapse) for n in updates)
+        if decl.gradient is None:
+            self.error("E116", "learning: needs a gradient", decl.span, "e.g. gradient: L * ebar")
+            return None
+        gradient = self.expr(decl.gradient[0], scope, what)
+        regularisation = None
+        if decl.regularisation is not None:
+            tree, span = decl.regularisation
+            regularisation = self.expr(tree, scope, what)
+            synaptic = {traces[n] for n in per_synapse} | {E_TRACE}
+            if regularisation.free_symbols & synaptic:
+                self.error("E117", "the regularisation is a per-neuron signal and cannot use e or per-synapse traces",
+                           span, "use per-neuron traces (e.g. a filtered rate of z)")
+        cutoff = None
+        if decl.cutoff is not None:
+            cutoff = self.expr(decl.cutoff[0], param_symbols, "a cutoff uses parameters (ms)")
+        return LearningRule(rule_traces, gradient, regularisation, cutoff)
 
-
-def _learning_checks(self, param_symbols, spiking: bool) -> LearningRule | None:
-    """The `learning:` section: per-synapse and per-neuron traces, gradient, regularisation, cutoff."""
-    decl = self.ast.learning
-    for item, span in decl.duplicates:
-        self.error("E102", f"'{item}:' is given twice in the learning: section", span)
-    for name in _LEARNING_BUILTINS:
-        if name in param_symbols:
-            self.error("E103", f"'{name}' is a built-in of learning: and cannot name a parameter",
-                       self.known_spans.get(name), "rename the parameter")
-    traces: dict[str, sp.Symbol] = {}
-    for name, _, span in decl.traces:
-        if name in traces:
-            self.error("E102", f"trace '{name}' is updated twice", span, "one update line per trace")
-        elif name in _LEARNING_BUILTINS or name in param_symbols:
-            self.error("E103", f"'{name}' is a built-in or a parameter and cannot name a trace", span)
-        else:
-            traces[name] = sp.Symbol(name, real=True)
-    builtins = dict(_LEARNING_BUILTINS)
-    if not spiking:
-        del builtins["psi"], builtins["z"]
-    if decl.regularisation is None:
-        del builtins["R"]
-    scope = {**param_symbols, **builtins, **traces}
-    what = "learning: uses parameters, its traces and e, L, R, z, psi, dt"
-    updates = {name: self.expr(tree, scope, what) for name, tree, _ in decl.traces if name in traces}
-    per_synapse = _filters_of_e(updates, traces)
-    allowed = set(param_symbols.values()) | {DT}
-    for name, _, span in decl.traces:
-        if name in per_synapse and not _is_linear_filter(updates[name], traces[name], allowed):
-            self.error("E118", f"per-synapse trace '{name}' must be a linear filter x <- a * x + b * e",
-                       span, "a and b made of parameters: skipped steps are decayed in closed form")
-    rule_traces = tuple(Trace(n, traces[n], updates[n], n in per_synapse) for n in updates)
-    if decl.gradient is None:
-        self.error("E116", "learning: needs a gradient", decl.span, "e.g. gradient: L * ebar")
-        return None
-    gradient = self.expr(decl.gradient[0], scope, what)
-    regularisation = None
-    if decl.regularisation is not None:
-        tree, span = decl.regularisation
-        regularisation = self.expr(tree, scope, what)
-        synaptic = {traces[n] for n in per_synapse} | {E_TRACE}
-        if regularisation.free_symbols & synaptic:
-            self.error("E117", "the regularisation is a per-neuron signal and cannot use e or per-synapse traces",
-                       span, "use per-neuron traces (e.g. a filtered rate of z)")
-    cutoff = None
-    if decl.cutoff is not None:
-        cutoff = self.expr(decl.cutoff[0], param_symbols, "a cutoff uses parameters (ms)")
-    return LearningRule(rule_traces, gradient, regularisation, cutoff)
 
 
 def _is_linear_filter(update: sp.Expr, own: sp.Symbol, allowed: set) -> bool:
@@ -368,9 +368,6 @@ def _filters_of_e(updates: dict[str, sp.Expr], traces: dict[str, sp.Symbol]) -> 
                 found.add(name)
                 changed = True
     return found
-
-
-_Checker.learning = _learning_checks
 
 
 def _apply_operator(x: sp.Expr, op: str, value: sp.Expr) -> sp.Expr:

@@ -75,7 +75,8 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory) -> ReplayPla
     coefficient = {}
 
     def coef(expr) -> str:
-        expr = sp.simplify(expr)
+        # no simplify(): it may turn an exact 1 (e.g. regular_spike_arrival = 1) into (1 + e^x - 1) e^-x
+        expr = sp.sympify(expr)
         if not expr.free_symbols:
             return pr(expr)
         key = coefficient.setdefault(expr, f"k{len(coefficient)}")

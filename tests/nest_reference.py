@@ -136,7 +136,8 @@ import numpy as np
 
 #: models whose spike input has one port (weights of any sign jump V_m, or feed the readout)
 DELTA_MODELS = ("iaf_psc_delta", "eprop_iaf", "eprop_iaf_adapt", "eprop_iaf_psc_delta",
-                "eprop_iaf_psc_delta_adapt", "eprop_readout")
+                "eprop_iaf_psc_delta_adapt", "eprop_readout", "eprop_iaf_bsshslm_2020",
+                "eprop_iaf_adapt_bsshslm_2020")
 #: the classic models the neuron comparison tests cover
 MODELS = ("iaf_psc_delta", "iaf_psc_exp", "iaf_psc_alpha")
 #: everything run_nest can drive (the e-prop neurons are compared in test_eprop_neurons.py)
@@ -227,7 +228,7 @@ def _quiet(nest) -> None:
 def _per_neuron(params: dict, n: int) -> dict:
     out = {}
     for k, v in params.items():
-        if isinstance(v, str):              # e.g. surrogate_gradient_function
+        if isinstance(v, (str, bool)):      # e.g. surrogate_gradient_function, regular_spike_arrival
             out[k] = v
             continue
         a = np.asarray(v, dtype=float)

@@ -119,3 +119,39 @@ def test_every_nest_surrogate_function(function, tmp_path):
     psi = net.recording(pop)["psi"][:, 0]
     assert np.count_nonzero(psi) > 20
     np.testing.assert_allclose(psi, ref["surrogate_gradient"][:, 0], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["eprop_iaf_bsshslm_2020", "eprop_iaf_adapt_bsshslm_2020"])
+@pytest.mark.parametrize("regular_spike_arrival", [True, False])
+@pytest.mark.parametrize("t_ref", [0.0, 2.0])
+def test_time_driven_neuron_matches_nest(name, regular_spike_arrival, t_ref):
+    """NEST subtracts the threshold in the step after a spike; our model subtracts theta/alpha in the
+    spike step (same dynamics afterwards), so the V_m of a spike step differs by exactly theta/alpha."""
+    dt, t_sim = 1.0, 300.0
+    params = {"C_m": 250.0, "tau_m": 20.0, "E_L": -70.0, "V_th": -60.0, "t_ref": t_ref,
+              "surrogate_gradient_height": 0.3, "surrogate_gradient_width": 2.0}
+    if "adapt" in name:
+        params.update(adapt_beta=2.0, adapt_tau=30.0)
+    trains, current = drive(dt, t_sim, seed=11)
+    for train in trains:          # NEST resets these neurons at step 2 (first update interval): start later
+        keep = train["times"] >= 5.0
+        train["times"], train["weights"] = train["times"][keep], train["weights"][keep]
+    recordables = {"V_m": "V_m", "surrogate_gradient": "psi"}
+    if "adapt" in name:
+        recordables["adaptation"] = "adaptation"
+    ref = nest_reference.run_nest(name, {**params, "regular_spike_arrival": regular_spike_arrival}, dt=dt,
+                                  t_sim=t_sim, spike_trains=trains, current=current, record=tuple(recordables))
+    rec, (times, _) = ours(name, {**params, "regular_spike_arrival": float(regular_spike_arrival)}, dt, t_sim,
+                           trains, current, list(recordables.values()))
+    np.testing.assert_array_equal(np.rint(times / dt), np.rint(ref["spike_times"] / dt))
+    assert len(times) >= 5
+    spiked = np.zeros(int(round(t_sim / dt)))
+    spiked[np.rint(times / dt).astype(int) - 1] = 1.0
+    theta_over_alpha = (params["V_th"] - params["E_L"]) / np.exp(-dt / params["tau_m"])
+    np.testing.assert_allclose(rec["V_m"][:, 0] + theta_over_alpha * spiked, ref["V_m"][:, 0],
+                               rtol=RTOL, atol=RTOL * 15.0)
+    np.testing.assert_allclose(rec["psi"][:, 0], ref["surrogate_gradient"][:, 0], rtol=RTOL, atol=1e-15)
+    if "adapt" in name:
+        jump = np.exp(dt / params["adapt_tau"])
+        np.testing.assert_allclose(rec["adaptation"][:, 0] - jump * spiked, ref["adaptation"][:, 0],
+                                   rtol=RTOL, atol=RTOL)

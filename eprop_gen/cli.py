@@ -34,14 +34,21 @@ def main() -> None:
     """Compile spiking-neuron models (.eprop files) into exact, parallel simulators."""
 
 
+SURROGATE_OPTION = click.option("--surrogate", type=click.Choice(
+    ["piecewise_linear", "exponential", "fast_sigmoid_derivative", "arctan_derivative"]),
+    help="Use this surrogate-gradient function instead of the one the model declares.")
+
+
 @main.command()
 @click.argument("model")
-def check(model: str) -> None:
+@SURROGATE_OPTION
+def check(model: str, surrogate: str | None) -> None:
     """Parse and check MODEL (a .eprop file or a shipped model name); print what was understood:
-    states, parameters, which equations are solved exactly and which numerically, singular cases."""
+    states, parameters, which equations are solved exactly and which numerically, singular cases,
+    the derived e-prop eligibility and the declared learning rule."""
     from .compiler import check_source, read_model
     try:
-        checked = check_source(*read_model(_model_path(model)))
+        checked = check_source(*read_model(_model_path(model)), surrogate=surrogate)
     except EpropGenError as e:
         _fail(e)
     click.echo(checked.summary)
@@ -52,7 +59,8 @@ def check(model: str) -> None:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Also copy the generated C++ and the shared library into this folder.")
 @click.option("--force", is_flag=True, help="Rebuild even if the cache has this model; overwrite files in -o.")
-def compile_command(model: str, output: Path | None, force: bool) -> None:
+@SURROGATE_OPTION
+def compile_command(model: str, output: Path | None, force: bool, surrogate: str | None) -> None:
     """Solve, generate C++, compile and cache MODEL; print where the source and library are.
 
     A second call with nothing changed is a cache hit (the key covers the generated source, the
@@ -60,7 +68,7 @@ def compile_command(model: str, output: Path | None, force: bool) -> None:
     from .compiler import compile_model
     try:
         start = time.perf_counter()
-        compiled = compile_model(_model_path(model), force=force)
+        compiled = compile_model(_model_path(model), force=force, surrogate=surrogate)
         elapsed = time.perf_counter() - start
         source, library = compiled.source_path, compiled.library_path
         if output is not None:

@@ -1,6 +1,7 @@
 """The conductor: parse -> check -> solve -> plan -> render -> build -> load. The order lives here only."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -11,10 +12,10 @@ import numpy as np
 import sympy as sp
 
 from . import build
-from .check import check_model
+from .check import check_model, surrogate_expression
 from .compiled import CompiledModel
 from .errors import EpropGenError
-from .ir import ModelIR
+from .ir import SURROGATE_FUNCTIONS, ModelIR, Surrogate
 from .parse import parse_model
 from .paths import PACKAGE_DIR, resource_dir
 from .plan import KernelPlan, plan_kernel
@@ -40,18 +41,35 @@ def read_model(model: str | os.PathLike) -> tuple[str, str]:
     return path.read_text(), str(path)
 
 
-def check_source(source: str, file: str = "<string>") -> Checked:
+def check_source(source: str, file: str = "<string>", surrogate: str | None = None) -> Checked:
+    """Front end only. `surrogate` replaces the model's surrogate-gradient function (as NEST's
+    surrogate_gradient_function parameter does, but at compile time)."""
     ir = check_model(parse_model(source, file))
+    if surrogate is not None:
+        ir = with_surrogate(ir, surrogate)
     solution = solve_model(ir)
     return Checked(ir, solution, summarize(solution))
 
 
+def with_surrogate(ir: ModelIR, function: str) -> ModelIR:
+    if function not in SURROGATE_FUNCTIONS:
+        raise EpropGenError(f"unknown surrogate gradient function '{function}'; "
+                            f"known: {', '.join(SURROGATE_FUNCTIONS)}")
+    if ir.spike is None or ir.spike.surrogate is None:
+        raise EpropGenError(f"model '{ir.name}' declares no surrogate gradient to replace")
+    old = ir.spike.surrogate
+    new = Surrogate(function, old.distance, old.height, old.width,
+                    surrogate_expression(function, old.distance, old.height, old.width))
+    return dataclasses.replace(ir, spike=dataclasses.replace(ir.spike, surrogate=new))
+
+
 def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, force: bool = False,
-                  extra_flags: tuple[str, ...] = ()) -> CompiledModel:
-    """Compile a model file (or model text) into a loaded simulator kernel; cached by content."""
+                  extra_flags: tuple[str, ...] = (), surrogate: str | None = None) -> CompiledModel:
+    """Compile a model file (or model text) into a loaded simulator kernel; cached by content.
+    `surrogate` picks another surrogate-gradient function than the file declares."""
     source, file = read_model(model)
     cache = Path(cache_dir) if cache_dir is not None else build.default_cache_dir()
-    plan, initial, summary = _planned(source, file, cache, force)
+    plan, initial, summary = _planned(source, file, cache, force, surrogate)
     result, library = build.build_and_load(render_model(plan), name=plan.name, openmp=False,
                                            include_dirs=(), extra_flags=extra_flags,
                                            cache_dir=cache, force=force)
@@ -67,10 +85,12 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
     )
 
 
-def _planned(source: str, file: str, cache: Path, force: bool) -> tuple[KernelPlan, dict, str]:
-    """The symbolic stages take seconds; their result is cached by the model text and the compiler's
-    own code, so an unchanged model reaches the (also cached) build in milliseconds."""
-    key = hashlib.sha256("\0".join([ABI_VERSION, file, source, _compiler_fingerprint()]).encode()).hexdigest()
+def _planned(source: str, file: str, cache: Path, force: bool,
+             surrogate: str | None) -> tuple[KernelPlan, dict, str]:
+    """The symbolic stages take seconds; their result is cached by the model text, the options and
+    the compiler's own code, so an unchanged model reaches the (also cached) build in milliseconds."""
+    key = hashlib.sha256("\0".join([ABI_VERSION, file, source, str(surrogate),
+                                    _compiler_fingerprint()]).encode()).hexdigest()
     path = cache / "plans" / f"{key[:32]}.pickle"
     if path.is_file() and not force:
         try:
@@ -78,7 +98,7 @@ def _planned(source: str, file: str, cache: Path, force: bool) -> tuple[KernelPl
                 return pickle.load(fh)
         except Exception:       # a damaged cache entry is recomputed, never trusted
             pass
-    checked = check_source(source, file)
+    checked = check_source(source, file, surrogate)
     ir = checked.ir
     initial = {"defaults": {p.name: p.default for p in ir.parameters},
                "states": [(s.name, s.initial) for s in ir.states]}

@@ -7,9 +7,11 @@
 from . import models
 from .compiled import CompiledModel
 from .compiler import check_source, compile_model
-from .engine import Explicit, FixedIndegree, Network, Normal, PairwiseBernoulli, Uniform
+from .engine import (Explicit, FixedIndegree, Network, Normal, Optimizer, PairwiseBernoulli, Uniform, adam,
+                     gradient_descent)
 from .errors import BuildError, EpropGenError, ModelError
 
 __version__ = "0.1.0"
 __all__ = ["compile_model", "check_source", "CompiledModel", "Network", "FixedIndegree", "PairwiseBernoulli",
-           "Explicit", "Normal", "Uniform", "ModelError", "BuildError", "EpropGenError", "models", "__version__"]
+           "Explicit", "Normal", "Uniform", "Optimizer", "gradient_descent", "adam", "ModelError", "BuildError",
+           "EpropGenError", "models", "__version__"]

@@ -26,7 +26,7 @@ c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 1
+ENGINE_ABI = 2
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -75,6 +75,31 @@ class EgProjection(ctypes.Structure):          # eg_projection
         ("target_id", c_int64_p),
         ("weight", c_real_p),
         ("delay", c_int32_p),
+        ("plastic", ctypes.c_void_p),     # eg_plastic* (plasticity.EgPlastic), NULL: static
+        ("replay", KERNEL),               # eg_replay_kernel of the target model's port
+        ("max_delay", ctypes.c_int64),
+    ]
+
+
+class EgArchive(ctypes.Structure):             # eg_archive
+    _fields_ = [
+        ("pop", ctypes.c_int32),
+        ("psi_state", ctypes.c_int32),
+        ("reg_state", ctypes.c_int32),
+        ("output_state", ctypes.c_int32),
+        ("history", ctypes.c_void_p),     # eg_history* (plasticity.EgHistory)
+        ("target_rows", ctypes.c_int64),
+        ("target", c_real_p),
+        ("window_rows", ctypes.c_int64),
+        ("window", c_real_p),
+    ]
+
+
+class EgFeedback(ctypes.Structure):            # eg_feedback
+    _fields_ = [
+        ("readout", ctypes.c_int32),
+        ("target", ctypes.c_int32),
+        ("weight", c_real_p),
     ]
 
 
@@ -112,11 +137,20 @@ class EgNetwork(ctypes.Structure):             # eg_network
         ("projections", ctypes.POINTER(EgProjection)),
         ("currents", ctypes.POINTER(EgCurrentSource)),
         ("recorders", ctypes.POINTER(EgStateRecorder)),
+        ("n_archives", ctypes.c_int32),
+        ("n_feedbacks", ctypes.c_int32),
+        ("archives", ctypes.POINTER(EgArchive)),
+        ("feedbacks", ctypes.POINTER(EgFeedback)),
+        ("n_projections_at_previous_step", ctypes.c_int64),
+        ("error_code", ctypes.c_int64),
+        ("error_info", ctypes.c_int64 * 4),
     ]
 
 
 MIRRORED_STRUCTS = (EgPopulation, EgEnginePop, EgProjection, EgCurrentSource, EgStateRecorder,
-                    EgNetwork)
+                    EgNetwork, EgArchive, EgFeedback)
+# Mirrored in plasticity.py (which imports this module); their sizes follow those above.
+LEARNING_STRUCT_NAMES = ("EgHistory", "EgPlastic")
 
 
 def pointer(array: np.ndarray | None, ctype):
@@ -143,15 +177,21 @@ def template_dir() -> Path:
     return resource_dir("templates") / "cpp"
 
 
+ENGINE_SOURCES = ("engine.cpp", "eg_runtime.h", "eg_eprop.h", "eg_optimizer.h")
+# The engine itself only adds and multiplies, but its sums must stay NEST's: no FMA contraction.
+ENGINE_FLAGS = ("-ffp-contract=off",)
+
+
 def runtime_sources() -> dict[str, str]:
     folder = template_dir()
-    return {name: (folder / name).read_text() for name in ("engine.cpp", "eg_runtime.h")}
+    return {name: (folder / name).read_text() for name in ENGINE_SOURCES}
 
 
 @functools.lru_cache(maxsize=None)
 def engine_library(cache_dir: Path | None = None) -> ctypes.CDLL:
     """The compiled engine (built once, then cached on disk), with every entry point declared."""
-    _, lib = build_and_load(runtime_sources(), name="eg_engine", openmp=True, cache_dir=cache_dir)
+    _, lib = build_and_load(runtime_sources(), name="eg_engine", openmp=True, cache_dir=cache_dir,
+                            extra_flags=ENGINE_FLAGS)
     _declare_entry_points(lib)
     _check_layout(lib)
     return lib
@@ -173,9 +213,11 @@ def _check_layout(lib: ctypes.CDLL) -> None:
         raise RuntimeError(f"engine ABI {lib.eg_engine_abi()} != {ENGINE_ABI} expected by Python")
     if lib.eg_engine_real_size() != np.dtype(REAL).itemsize:
         raise RuntimeError("engine eg_real size does not match numpy dtype used by Python")
-    sizes = np.zeros(len(MIRRORED_STRUCTS), dtype=np.int64)
+    from . import plasticity   # imports this module, so only here
+    structs = MIRRORED_STRUCTS + tuple(getattr(plasticity, n) for n in LEARNING_STRUCT_NAMES)
+    sizes = np.zeros(len(structs), dtype=np.int64)
     lib.eg_engine_struct_sizes(pointer(sizes, ctypes.c_int64))
-    for struct, size in zip(MIRRORED_STRUCTS, sizes):
+    for struct, size in zip(structs, sizes):
         if ctypes.sizeof(struct) != size:
             raise RuntimeError(f"ctypes mirror {struct.__name__} has {ctypes.sizeof(struct)} "
                                f"bytes, C has {size}")

@@ -13,8 +13,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..compiled import CompiledModel
-from . import native
+from . import learning, native
 from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
+from .plasticity import Optimizer
 from .native import REAL, pointer
 from .populations import (AnyPopulation, Population, SpikeSource, neuron_ids, steps_on_grid,
                           unknown_name)
@@ -23,17 +24,38 @@ from .populations import (AnyPopulation, Population, SpikeSource, neuron_ids, st
 # projections, currents, recorders
 
 class Projection:
-    """Synapses from one population to a spike port of another (returned by Network.connect)."""
+    """Synapses from one population to a spike port of another (returned by Network.connect).
+
+    A plastic projection (connect(..., plasticity=...)) learns: `weights` then reads the current
+    weights, each as of its synapse's last replay (NEST: a weight changes only when its synapse
+    transmits an event)."""
 
     def __init__(self, index: int, source: AnyPopulation, target: Population, port: str,
-                 synapses: Synapses):
+                 synapses: Synapses, plasticity: Optimizer | None = None):
         self.index, self.source, self.target, self.port = index, source, target, port
         self.port_index = target.model.spike_ports.index(port)
         self._syn = synapses
+        self._plastic = None
+        if plasticity is not None:
+            self._plastic = learning.PlasticState(self, synapses.weights, plasticity)
+            synapses.weights = self._plastic.synapses.weight   # one array: read, set, learned
 
     def __repr__(self):
+        kind = "plastic " if self._plastic else ""
         return (f"Projection({self.source.name!r} -> {self.target.name!r}.{self.port}, "
-                f"{self._syn.targets.size} synapses)")
+                f"{self._syn.targets.size} {kind}synapses)")
+
+    @property
+    def plasticity(self) -> Optimizer | None:
+        """The optimizer of a plastic projection, None for a static one."""
+        return self._plastic.optimizer if self._plastic else None
+
+    def set_optimizer(self, optimizer: Optimizer) -> None:
+        """Change the optimizer's parameters between simulate calls (same type). As in NEST, each
+        synapse's next optimisation still uses the eta of its previous one (spec §5)."""
+        if self._plastic is None:
+            raise ValueError(f"set_optimizer: {self!r} is not plastic")
+        self._plastic.set_optimizer(optimizer)
 
     def __len__(self):
         return int(self._syn.targets.size)
@@ -66,12 +88,16 @@ class Projection:
     def _engine_struct(self, keep: list) -> native.EgProjection:
         s = self._syn
         keep += [s.row_ptr, s.targets, s.weights, s.delays]
+        plastic = self._plastic
         return native.EgProjection(
             source=self.source.index, target=self.target.index, port=self.port_index,
             row_ptr=pointer(s.row_ptr, ctypes.c_int64),
             target_id=pointer(s.targets, ctypes.c_int64),
             weight=pointer(s.weights, native.c_real),
-            delay=pointer(s.delays, ctypes.c_int32))
+            delay=pointer(s.delays, ctypes.c_int32),
+            plastic=ctypes.addressof(plastic.synapses.view) if plastic else None,
+            replay=plastic.replay if plastic else None,
+            max_delay=s.max_delay)
 
 
 @dataclass(eq=False)
@@ -135,9 +161,13 @@ class Network:
     """A network of populations and spike sources, simulated by the compiled engine.
 
     dt: step in ms. threads: OpenMP threads (results do not depend on it). seed: connectivity seed.
+    history_steps: how many steps of e-prop history every learning population keeps (a ring; a
+    replay that needs an older step stops the simulation with an error). It must exceed the
+    longest interval between two events of any plastic synapse (plus its delay).
     """
 
-    def __init__(self, dt: float = 0.1, threads: int = 1, seed: int = 0):
+    def __init__(self, dt: float = 0.1, threads: int = 1, seed: int = 0,
+                 history_steps: int = learning.DEFAULT_HISTORY_STEPS):
         if not (isinstance(dt, numbers.Real) and dt > 0 and np.isfinite(dt)):
             raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
         if not isinstance(seed, numbers.Integral) or seed < 0:
@@ -150,6 +180,12 @@ class Network:
         self.projections: list[Projection] = []
         self._currents: list[_CurrentSource] = []
         self._recorders: dict[int, _StateRecorder] = {}
+        self.history_steps = learning.history_steps(history_steps)
+        self._archives: dict[int, learning.Archive] = {}     # by population index
+        self._feedbacks: list[learning.Feedback] = []
+        # the spikes of the last step run are delivered at the start of the next one, through the
+        # projections that existed when they were emitted (engine.cpp, deliver_phase)
+        self._projections_at_last_step = 0
 
     @property
     def threads(self) -> int:
@@ -187,7 +223,10 @@ class Network:
         return pop
 
     def connect(self, source: AnyPopulation, target: Population, port: str, rule: Rule,
-                weight: ValueSpec = 1.0, delay: ValueSpec = 1) -> Projection:
+                weight: ValueSpec = 1.0, delay: ValueSpec = 1,
+                plasticity: Optimizer | None = None) -> Projection:
+        """A projection; with `plasticity` (eg.gradient_descent(...) / eg.adam(...)) its synapses
+        learn with the e-prop rule of the target model's `port` (NEST's eprop_synapse)."""
         self._check_member(source, "connect source")
         self._check_member(target, "connect target")
         if not isinstance(target, Population):
@@ -197,11 +236,17 @@ class Network:
                              f"does not spike and cannot be a source")
         if port not in target.model.spike_ports:
             raise unknown_name("spike port", port, target.model, target.model.spike_ports)
+        if plasticity is not None and port not in target.model.learning_ports:
+            raise ValueError(f"connect: port '{port}' of model '{target.model.name}' has no learning "
+                             f"rule (ports with one: {', '.join(target.model.learning_ports) or 'none'}"
+                             f"); give the model a learning: section or connect without plasticity")
         index = len(self.projections)
         synapses = draw_synapses(rule, n_source=source.n, n_target=target.n,
                                  same_population=source is target, weight=weight, delay=delay,
                                  seed=self.seed, projection=index)
-        projection = Projection(index, source, target, port, synapses)
+        projection = Projection(index, source, target, port, synapses, plasticity)
+        if plasticity is not None:
+            self._archive(target)
         target._ensure_ring_slots(projection.port_index, synapses.max_delay + 1, self.step)
         self.projections.append(projection)
         return projection
@@ -253,6 +298,42 @@ class Network:
         ids = neuron_ids(neurons, pop.n, "record")
         self._recorders[pop.index] = _StateRecorder(pop, variables, ids)
 
+    # -- learning ----------------------------------------------------------------------------
+
+    def add_target(self, readout: Population, values) -> None:
+        """The target y* of a readout, per step: values[k] (shape (steps,) or (steps, n)) is used
+        in step k, the last row in every later step (NEST: a target amplitude set at T ms is
+        used from step T/dt on). Replaces an earlier target."""
+        self._readout_archive(readout, "add_target").target = \
+            learning.per_step_values(values, readout.n, "add_target")
+
+    def add_learning_window(self, readout: Population, values) -> None:
+        """The learning window lambda of a readout, per step like add_target (default: 1 in every
+        step). The error is E = (y - y*) * lambda."""
+        self._readout_archive(readout, "add_learning_window").window = \
+            learning.per_step_values(values, readout.n, "add_learning_window")
+
+    def connect_feedback(self, readout: Population, target: Population, B) -> None:
+        """Learning signals: L_j[n-1] += B[j, k] * E_k[n] for neuron j of `target` and readout k
+        (B: shape (target.n, readout.n); NEST's eprop_learning_signal_connection)."""
+        self._check_member(target, "connect_feedback target")
+        if not isinstance(target, Population) or "psi" not in target.model.observables:
+            raise ValueError(f"connect_feedback: {target!r} has no pseudo-derivative psi, so a "
+                             f"learning signal has no effect on it")
+        readout_archive = self._readout_archive(readout, "connect_feedback")
+        self._feedbacks.append(learning.Feedback(readout_archive, self._archive(target), B))
+
+    def _archive(self, pop: Population) -> learning.Archive:
+        if pop.index not in self._archives:
+            self._archives[pop.index] = learning.Archive(pop, self.history_steps)
+        return self._archives[pop.index]
+
+    def _readout_archive(self, readout: Population, what: str) -> learning.Archive:
+        self._check_member(readout, what)
+        if not isinstance(readout, Population) or "y" not in readout.model.observables:
+            raise ValueError(f"{what}: {readout!r} is not a readout (its model has no output y)")
+        return self._archive(readout)
+
     # -- running -----------------------------------------------------------------------------
 
     def simulate(self, t_ms: float) -> None:
@@ -286,15 +367,30 @@ class Network:
         recorders = native.struct_array(native.EgStateRecorder,
                                         [s for r in self._recorders.values()
                                          for s in r.engine_structs(keep)])
+        archive_list = list(self._archives.values())
+        archive_index = {a.pop.index: i for i, a in enumerate(archive_list)}
+        archives = native.struct_array(native.EgArchive,
+                                       [a.engine_struct(keep) for a in archive_list])
+        feedbacks = native.struct_array(native.EgFeedback,
+                                        [f.engine_struct(archive_index, keep)
+                                         for f in self._feedbacks])
         net = native.EgNetwork(n_pops=len(self.populations), n_projections=len(self.projections),
                                n_currents=len(self._currents),
                                n_recorders=sum(len(r.variables) for r in self._recorders.values()),
                                pops=pops, projections=projections, currents=currents,
-                               recorders=recorders)
+                               recorders=recorders, n_archives=len(archive_list),
+                               n_feedbacks=len(self._feedbacks), archives=archives,
+                               feedbacks=feedbacks,
+                               n_projections_at_previous_step=self._projections_at_last_step)
         done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
         for i, pop in enumerate(self.populations):
             if isinstance(pop, Population):
                 pop._rec_count = int(pops[i].rec_count)
+        if done > 0:
+            self._projections_at_last_step = len(self.projections)
+        if net.error_code != 0:
+            self.step += done
+            raise learning.history_error(net, self.projections, self._archives)
         if done < 1 and n_steps > 0:
             raise RuntimeError("internal error: the engine made no progress")
         return done

@@ -10,9 +10,22 @@
 // summed by one thread in an order fixed by the data (projection order, ascending sender id,
 // CSR row order), so results are bitwise identical for any thread count. No atomics.
 //
+// Schedule of step n (NEST's, /work/shared/eprop-spec.md §2.2, §6):
+//   A. learning signals: L_j[n-2] += B_jk * E_k[n-1] (feedback in creation order, readouts
+//      ascending), the readout errors of the previous step;
+//   B. delivery of the previous step's spikes: static projections add w into the ring slot of step
+//      n-1+d; plastic ones replay, for every spike of step n-d through a synapse of delay d, the
+//      synapse with stamp n (generated kernel: replay window, optimizer) and add the weight it
+//      returns into the slot of step n;
+//   C. currents, neuron update, then the archive: history row n gets psi[n], R[n] and L[n] = 0;
+//      a readout's row gets its error E[n] = (y[n] - y*[n]) * lambda[n].
+// A plastic synapse belongs to its target like a static one, so a thread replays only synapses of its
+// own targets: the result does not depend on the number of threads.
+//
 // All arrays belong to Python (numpy) and are passed in the structs below; the ctypes mirrors in
 // eprop_gen/engine/native.py must match them field for field (checked via eg_engine_struct_sizes).
 #include "eg_runtime.h"
+#include "eg_eprop.h"
 
 #include <algorithm>
 #include <vector>
@@ -22,7 +35,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 1
+#define EG_ENGINE_ABI 2
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -57,7 +70,34 @@ typedef struct eg_projection {
     const int64_t* target_id;      // [n_synapses]
     const eg_real* weight;         // [n_synapses]
     const int32_t* delay;          // [n_synapses], 1 <= delay < ring_slots
+    // plastic projections only (NULL otherwise): the synapse state, which owns the weights the
+    // engine transmits (weight above is ignored), and the replay kernel of the target model's port
+    eg_plastic* plastic;
+    eg_replay_kernel replay;
+    int64_t max_delay;             // largest delay of the projection (plastic: how far to look back)
 } eg_projection;
+
+// What a population archives per step for the plastic synapses that replay it (and, for a readout,
+// the error it sends as learning signal). Rows of pop->state are given by index, -1 = absent.
+typedef struct eg_archive {
+    int32_t pop;
+    int32_t psi_state;             // psi -> history psi row (0 if absent)
+    int32_t reg_state;             // R -> history regularisation row (0 if absent)
+    int32_t output_state;          // readouts: y; the learning-signal row gets (y - y*) * lambda
+    eg_history* history;
+    // per-step inputs of a readout, [rows][n]: step n uses row min(n, rows - 1)
+    int64_t target_rows;           // 0: y* = 0
+    const eg_real* target;
+    int64_t window_rows;           // 0: lambda = 1
+    const eg_real* window;
+} eg_archive;
+
+// Learning-signal feedback from a readout population to a recurrent one: B[j * n_readout + k].
+typedef struct eg_feedback {
+    int32_t readout;               // index into eg_network.archives
+    int32_t target;                // index into eg_network.archives
+    const eg_real* weight;         // [n_target][n_readout]
+} eg_feedback;
 
 // A piecewise-constant current into one port of some neurons of one population.
 typedef struct eg_current_source {
@@ -90,6 +130,18 @@ typedef struct eg_network {
     const eg_projection* projections;
     const eg_current_source* currents;
     const eg_state_recorder* recorders;
+    int32_t n_archives;
+    int32_t n_feedbacks;
+    const eg_archive* archives;
+    const eg_feedback* feedbacks;
+    // Projections that existed when step first_step - 1 ran (the previous call's last step): its
+    // spikes, delivered at the start of this call, go only through those, as if delivered then.
+    int64_t n_projections_at_previous_step;
+    // out: 0 = fine; 1 = a replay needed a history row older than the archive holds. Then
+    // error_info = {projection, synapse, oldest row needed, step}, the smallest (projection,
+    // synapse) of the failing step; the run stops after that step, whose state is then invalid.
+    int64_t error_code;
+    int64_t error_info[4];
 } eg_network;
 
 }  // extern "C"
@@ -125,9 +177,31 @@ struct SpikeList {
 
 // Per-simulate-call scratch shared by the team.
 struct Shared {
-    std::vector<std::vector<int64_t>> spikes;   // per population: this step's ids (model pops)
     std::vector<int64_t> thread_counts;         // [thread][population] spikes found by each thread
+    std::vector<int32_t> archive_of;            // per population: index into net->archives or -1
     int n_pops = 0;
+};
+
+// One event to replay through a plastic projection in this step: the spike of `source` emitted
+// `delay` - 1 steps before the current one reaches the synapses of that delay now.
+struct PlasticEvent {
+    int64_t source;
+    eg_real multiplicity;
+    int32_t delay;
+};
+
+// The first replay of a step that found its history rows overwritten (smallest projection, synapse).
+struct ReplayError {
+    int64_t projection = -1, synapse = 0, row = 0, step = 0;
+    bool before(int64_t p, int64_t q) const { return projection < 0 || p < projection ||
+                                                     (p == projection && q < synapse); }
+};
+
+// Per-thread scratch of the step loop.
+struct ThreadScratch {
+    std::vector<std::vector<int64_t>> own_spikes;   // per population
+    std::vector<PlasticEvent> events;
+    ReplayError error;
 };
 
 void point_at_step(eg_network* net, int64_t step) {
@@ -184,9 +258,63 @@ void collect_own_spikes(const eg_engine_pop& pop, Range r, std::vector<int64_t>&
         if (spiked[i]) out.push_back(i);
 }
 
-// Phase 1: currents, update, clear consumed slots, note own spikes.
+// ---- learning ------------------------------------------------------------------------------
+
+inline int64_t history_row(const eg_history* h, int64_t step) { return (step % h->capacity) * h->n; }
+
+// A per-step input ([rows][n]) at `step`: row min(step, rows - 1), like a generator that keeps its
+// last amplitude; `absent` when no values were given.
+inline eg_real per_step_value(const eg_real* values, int64_t rows, int64_t n, int64_t step,
+                              int64_t i, eg_real absent) {
+    if (rows == 0) return absent;
+    return values[(step < rows ? step : rows - 1) * n + i];
+}
+
+// History row `step` of the owned neurons, right after their update: psi, R, and L = 0, except
+// for readouts, whose row holds their own error E = (y - y*) * lambda (spec §3.7).
+void archive_own(const eg_archive& a, const eg_engine_pop& pop, Range r, int64_t step) {
+    eg_history* h = a.history;
+    const int64_t row = history_row(h, step);
+    eg_real* const* state = pop.model->state;
+    for (int64_t i = r.lo; i < r.hi; ++i) {
+        h->psi[row + i] = a.psi_state >= 0 ? state[a.psi_state][i] : eg_real(0);
+        h->regularisation[row + i] = a.reg_state >= 0 ? state[a.reg_state][i] : eg_real(0);
+        eg_real error = 0;
+        if (a.output_state >= 0) {
+            const eg_real y = state[a.output_state][i];
+            const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step, i, 0);
+            const eg_real window = per_step_value(a.window, a.window_rows, pop.n, step, i, 1);
+            error = (y - target) * window;
+        }
+        h->learning_signal[row + i] = error;
+    }
+}
+
+// Phase A of step+1: the readout errors of `step` become the learning signals of history row
+// step - 1 (spec §2.3: L[m] = sum_k B_jk E_k[m+1]), added one readout at a time in readout order,
+// as NEST adds its LearningSignalConnectionEvents. Reads readout rows of other threads: call
+// after the barrier that follows the update.
+void feedback_phase(const eg_network* net, int t, int T, int64_t step) {
+    if (step < 1) return;                               // row -1 does not exist
+    for (int32_t f = 0; f < net->n_feedbacks; ++f) {
+        const eg_feedback& fb = net->feedbacks[f];
+        const eg_history* readout = net->archives[fb.readout].history;
+        eg_history* target = net->archives[fb.target].history;
+        const Range r = owned_range(target->n, t, T);
+        const int64_t n_readout = readout->n;
+        const eg_real* error = readout->learning_signal + history_row(readout, step);
+        eg_real* signal = target->learning_signal + history_row(target, step - 1);
+        for (int64_t k = 0; k < n_readout; ++k) {
+            const eg_real e = error[k];
+            for (int64_t j = r.lo; j < r.hi; ++j) signal[j] += fb.weight[j * n_readout + k] * e;
+        }
+    }
+}
+
+// Phase 1: currents, update, archive, clear consumed slots, note own spikes.
 void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
                   std::vector<std::vector<int64_t>>& own_spikes) {
+    // (archives are written here, by the owner of the neurons, right after their update)
     for (int32_t p = 0; p < net->n_pops; ++p) {
         const eg_engine_pop& pop = net->pops[p];
         if (!is_model(pop)) continue;
@@ -194,6 +322,7 @@ void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
         if (!r.empty()) {
             fill_currents(net, p, r, step);
             pop.update(pop.model, r.lo, r.hi);
+            if (shared.archive_of[p] >= 0) archive_own(net->archives[shared.archive_of[p]], pop, r, step);
             clear_read_slots(pop, r, step);
         }
         collect_own_spikes(pop, r, own_spikes[p]);
@@ -210,7 +339,6 @@ void gather_phase(eg_network* net, int t, int64_t step, Shared& shared,
         int64_t offset = 0;
         for (int u = 0; u < t; ++u) offset += shared.thread_counts[size_t(u) * shared.n_pops + p];
         const std::vector<int64_t>& mine = own_spikes[p];
-        std::copy(mine.begin(), mine.end(), shared.spikes[p].begin() + offset);
         int64_t at = pop.rec_count + offset;
         for (size_t k = 0; k < mine.size(); ++k) {
             pop.rec_step[at + int64_t(k)] = step;
@@ -225,9 +353,17 @@ int64_t spikes_in_step(const Shared& shared, int32_t p, int T) {
     return total;
 }
 
-SpikeList spike_list(const eg_network* net, const Shared& shared, int32_t p, int T, int64_t step) {
+// The spikes population p emitted in an earlier step (delivery runs at the start of the next step,
+// so also across simulate calls): a model population's from its spike record (sorted by step,
+// [0, rec_count) complete), a spike source's from its schedule.
+SpikeList spike_list(const eg_network* net, int32_t p, int64_t step) {
     const eg_engine_pop& pop = net->pops[p];
-    if (is_model(pop)) return {shared.spikes[p].data(), nullptr, spikes_in_step(shared, p, T)};
+    if (step < 0) return {nullptr, nullptr, 0};
+    if (is_model(pop)) {
+        const int64_t lo = first_at_least(pop.rec_step, 0, pop.rec_count, step);
+        const int64_t hi = first_at_least(pop.rec_step, lo, pop.rec_count, step + 1);
+        return {pop.rec_sender + lo, nullptr, hi - lo};
+    }
     int64_t lo = first_at_least(pop.event_step, 0, pop.n_events, step);
     int64_t hi = first_at_least(pop.event_step, lo, pop.n_events, step + 1);
     return {pop.event_sender + lo, pop.event_multiplicity + lo, hi - lo};
@@ -253,14 +389,88 @@ void deliver_projection(const eg_network* net, const eg_projection& proj, const 
     }
 }
 
-// Phase 3: every thread walks all spikes but only touches synapses onto its own targets.
-void deliver_phase(const eg_network* net, int t, int T, int64_t step, const Shared& shared) {
-    for (int32_t j = 0; j < net->n_projections; ++j) {
+// The events integrated in step+1 through a plastic projection, in NEST's delivery order:
+// ascending source, then ascending delay (a spike of step+1-d reaches the synapses of delay d).
+void plastic_events(const eg_network* net, const eg_projection& proj, int64_t step,
+                    std::vector<PlasticEvent>& events) {
+    events.clear();
+    for (int64_t d = 1; d <= proj.max_delay; ++d) {
+        SpikeList spikes = spike_list(net, proj.source, step + 1 - d);
+        for (int64_t k = 0; k < spikes.count; ++k)
+            events.push_back({spikes.ids[k], spikes.multiplicity ? spikes.multiplicity[k] : 1.0,
+                              int32_t(d)});
+    }
+    if (proj.max_delay > 1)        // stable: within a source the delays stay ascending
+        std::stable_sort(events.begin(), events.end(),
+                         [](const PlasticEvent& a, const PlasticEvent& b) { return a.source < b.source; });
+}
+
+// Phase B of step+1 for one plastic projection and the owned targets: replay every synapse that
+// an event reaches now (stamp step+1, spec §4.2) and transmit the weight it returns (x multiplicity;
+// the trace counts a spike once, the kernel sees only the stamp). A replay whose window would start
+// before the oldest row the history still holds is not run but reported.
+void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index, Range r,
+                     int64_t step, const std::vector<PlasticEvent>& events, ReplayError& error) {
+    const eg_projection& proj = net->projections[index];
+    const eg_engine_pop& target = net->pops[proj.target];
+    const eg_history* hist = net->archives[shared.archive_of[proj.target]].history;
+    eg_plastic* syn = proj.plastic;
+    const int64_t stamp = step + 1;
+    const int64_t oldest_held = step + 1 - hist->capacity;    // rows (step - capacity, step]
+    eg_real* ring = target.ring[proj.port] + (stamp % target.ring_slots[proj.port]) * target.n;
+    for (const PlasticEvent& ev : events) {
+        const int64_t row_end = proj.row_ptr[ev.source + 1];
+        int64_t q = first_at_least(proj.target_id, proj.row_ptr[ev.source], row_end, r.lo);
+        for (; q < row_end && proj.target_id[q] < r.hi; ++q) {
+            if (proj.delay[q] != ev.delay) continue;
+            const int64_t t_last = syn->t_last[q];
+            if (t_last != 0 && t_last - 1 < oldest_held) {   // the window starts at row t_last - 1
+                if (error.before(index, q)) error = {index, q, t_last - 1, step};
+                continue;
+            }
+            const int64_t j = proj.target_id[q];
+            const eg_real w = proj.replay(target.model, hist, syn, q, j, stamp, 0);
+            ring[j] += w * ev.multiplicity;
+        }
+    }
+}
+
+void publish_error(eg_network* net, const ReplayError& error) {
+    if (error.projection < 0) return;
+#ifdef _OPENMP
+#pragma omp critical(eg_replay_error)
+#endif
+    {
+        const bool first = net->error_code == 0;
+        if (first || error.projection < net->error_info[0] ||
+            (error.projection == net->error_info[0] && error.synapse < net->error_info[1])) {
+            net->error_code = 1;
+            net->error_info[0] = error.projection;
+            net->error_info[1] = error.synapse;
+            net->error_info[2] = error.row;
+            net->error_info[3] = error.step;
+        }
+    }
+}
+
+// Phase B (NEST's order: at the start of step+1, before any update): every thread walks all
+// spikes of `step` but only touches synapses onto its own targets. Static projections put them
+// into their slots (step + delay); plastic ones replay and deliver everything that is integrated
+// in step+1. Delivering at the start of the next step rather than at the end of this one matters
+// for learning: like NEST, the spikes of a simulate call's last step are transmitted (and their
+// synapses' weights updated) only by the next call.
+void deliver_phase(const eg_network* net, int t, int T, int64_t step, int64_t n_projections,
+                   const Shared& shared, ThreadScratch& scratch) {
+    for (int32_t j = 0; j < n_projections; ++j) {
         const eg_projection& proj = net->projections[j];
         Range r = owned_range(net->pops[proj.target].n, t, T);
         if (r.empty()) continue;
-        SpikeList spikes = spike_list(net, shared, proj.source, T, step);
-        deliver_projection(net, proj, spikes, r, step);
+        if (proj.plastic) {
+            plastic_events(net, proj, step, scratch.events);
+            deliver_plastic(net, shared, j, r, step, scratch.events, scratch.error);
+        } else {
+            deliver_projection(net, proj, spike_list(net, proj.source, step), r, step);
+        }
     }
 }
 
@@ -318,10 +528,10 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
     if (threads < 1) threads = 1;
     Shared shared;
     shared.n_pops = net->n_pops;
-    shared.spikes.resize(size_t(net->n_pops));
-    for (int32_t p = 0; p < net->n_pops; ++p)
-        if (is_model(net->pops[p])) shared.spikes[p].resize(size_t(net->pops[p].n));
     shared.thread_counts.assign(size_t(threads) * size_t(net->n_pops), 0);
+    shared.archive_of.assign(size_t(net->n_pops), -1);
+    for (int32_t a = 0; a < net->n_archives; ++a) shared.archive_of[net->archives[a].pop] = a;
+    net->error_code = 0;
     const int64_t end_step = first_step + n_steps;
     int64_t done = 0;
 
@@ -331,7 +541,9 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
     {
         const int T = team_size();
         const int t = thread_index();
-        std::vector<std::vector<int64_t>> own_spikes(size_t(net->n_pops));
+        ThreadScratch scratch;
+        scratch.own_spikes.resize(size_t(net->n_pops));
+        std::vector<std::vector<int64_t>>& own_spikes = scratch.own_spikes;
 
         prepare_phase(net, t, T);
 #ifdef _OPENMP
@@ -340,18 +552,23 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
         point_at_step(net, first_step);     // implicit barrier: prepare done, pointers set
 
         int64_t step = first_step;
-        // Every thread reads the same rec_count values (changed only inside `single` below),
-        // so all threads leave the loop at the same step.
-        for (; step < end_step && record_has_room(net); ++step) {
+        // Every thread reads the same rec_count and error_code values (changed only before the
+        // barrier that ends a step), so all threads leave the loop at the same step.
+        for (; step < end_step && net->error_code == 0 && record_has_room(net); ++step) {
+            // phases A and B of NEST's step: what the previous step produced. Both touch only
+            // this thread's targets and read what earlier steps finished (behind barriers).
+            feedback_phase(net, t, T, step - 1);
+            const int64_t n_projections = step == first_step
+                ? std::min<int64_t>(net->n_projections, net->n_projections_at_previous_step)
+                : net->n_projections;
+            deliver_phase(net, t, T, step - 1, n_projections, shared, scratch);
+            publish_error(net, scratch.error);
+            // phase C
             update_phase(net, t, T, step, shared, own_spikes);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
             gather_phase(net, t, step, shared, own_spikes);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            deliver_phase(net, t, T, step, shared);
             record_phase(net, t, T, step);
 #ifdef _OPENMP
 #pragma omp barrier
@@ -387,6 +604,10 @@ void eg_engine_struct_sizes(int64_t* out) {
     out[3] = int64_t(sizeof(eg_current_source));
     out[4] = int64_t(sizeof(eg_state_recorder));
     out[5] = int64_t(sizeof(eg_network));
+    out[6] = int64_t(sizeof(eg_archive));
+    out[7] = int64_t(sizeof(eg_feedback));
+    out[8] = int64_t(sizeof(eg_history));
+    out[9] = int64_t(sizeof(eg_plastic));
 }
 
 }  // extern "C"

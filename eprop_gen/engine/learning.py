@@ -1,0 +1,147 @@
+"""Learning in the network engine: plastic projections, per-population archives, feedback.
+
+The C side is engine.cpp (archive, phase A, phase B with the generated replay kernels); the
+synapse/history arrays are plasticity.py's. This module holds what the Network keeps per learning
+object and turns it into the engine's structs.
+
+Timing (the same as NEST 3.10's event-driven e-prop, /work/shared/eprop-spec.md §2-§3):
+  - a population with an archive writes row n of its history right after its update of step n:
+    psi[n] and R[n] of the model's observables (0 if it has none), L[n] = 0;
+  - a readout (a model with the observable `y`) writes its error E[n] = (y[n] - y*[n]) * lambda[n]
+    into its learning-signal row n; y*[n] and lambda[n] are row n of the arrays given to
+    `Network.add_target` / `add_learning_window` (the last row for later steps; y* = 0 and
+    lambda = 1 without them);
+  - feedback: L_j[n-1] += B[j, k] * E_k[n] (readouts in order) before the spikes of step n are
+    delivered;
+  - a spike emitted in step n through a plastic synapse with delay d is replayed with stamp n+d
+    (window [t_last-1, n+d-2]) just before it is integrated, in step n+d.
+"""
+from __future__ import annotations
+
+import ctypes
+import numbers
+
+import numpy as np
+
+from . import native, plasticity
+from .native import REAL, pointer
+from .plasticity import ADAM, Optimizer, PlasticSynapses
+
+DEFAULT_HISTORY_STEPS = 4096        # rows of a population's history ring (see Network)
+MIN_HISTORY_STEPS = 2               # row n-1 receives its learning signal while row n is written
+
+
+def history_steps(value) -> int:
+    if not isinstance(value, numbers.Integral) or value < MIN_HISTORY_STEPS:
+        raise ValueError(f"history_steps must be an integer >= {MIN_HISTORY_STEPS}, got {value!r}")
+    return int(value)
+
+
+class Archive:
+    """The history ring of one population and, for a readout, its per-step target and window."""
+
+    def __init__(self, pop, capacity: int):
+        self.pop = pop
+        self.history = plasticity.History(capacity, pop.n)
+        recordables, observables = pop.model.recordables, pop.model.observables
+        self.psi_state = recordables.index("psi") if "psi" in observables else -1
+        self.reg_state = recordables.index("R") if "R" in observables else -1
+        self.output_state = recordables.index("y") if "y" in observables else -1
+        self.target = np.zeros((0, pop.n), REAL)
+        self.window = np.zeros((0, pop.n), REAL)
+
+    @property
+    def is_readout(self) -> bool:
+        return self.output_state >= 0
+
+    def engine_struct(self, keep: list) -> native.EgArchive:
+        keep += [self.history, self.target, self.window]
+        return native.EgArchive(
+            pop=self.pop.index, psi_state=self.psi_state, reg_state=self.reg_state,
+            output_state=self.output_state, history=ctypes.addressof(self.history.view),
+            target_rows=self.target.shape[0], target=pointer(self.target, native.c_real),
+            window_rows=self.window.shape[0], window=pointer(self.window, native.c_real))
+
+
+def per_step_values(values, n: int, what: str) -> np.ndarray:
+    """(steps,) or (steps, n) values as a C-contiguous (steps, n) array; row k is step k."""
+    array = np.asarray(values, dtype=REAL)
+    if array.ndim == 1:
+        array = np.repeat(array[:, None], n, axis=1)
+    if array.ndim != 2 or array.shape[1] != n or array.shape[0] < 1:
+        raise ValueError(f"{what}: expected values of shape (steps,) or (steps, {n}), got "
+                         f"{np.shape(values)}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what}: values must be finite")
+    return np.ascontiguousarray(array)
+
+
+class Feedback:
+    """Fixed learning-signal weights B (n_target x n_readout) from a readout to a population."""
+
+    def __init__(self, readout: Archive, target: Archive, weights):
+        B = np.asarray(weights, dtype=REAL)
+        shape = (target.pop.n, readout.pop.n)
+        if B.ndim == 1 and readout.pop.n == 1:
+            B = B[:, None]
+        if B.shape != shape:
+            raise ValueError(f"connect_feedback: B must have shape {shape} (one row per neuron of "
+                             f"'{target.pop.name}', one column per readout), got {np.shape(weights)}")
+        if not np.all(np.isfinite(B)):
+            raise ValueError("connect_feedback: B must be finite")
+        self.readout, self.target, self.weights = readout, target, np.ascontiguousarray(B)
+
+    def engine_struct(self, archive_index: dict, keep: list) -> native.EgFeedback:
+        keep.append(self.weights)
+        return native.EgFeedback(readout=archive_index[self.readout.pop.index],
+                                 target=archive_index[self.target.pop.index],
+                                 weight=pointer(self.weights, native.c_real))
+
+
+class PlasticState:
+    """The plastic part of a projection: synapse state (owning the weights) and replay kernel."""
+
+    def __init__(self, projection, weights: np.ndarray, optimizer: Optimizer):
+        check_optimizer(optimizer)
+        model, port = projection.target.model, projection.port
+        eligibility_size, n_traces = model.learning_ports[port]
+        self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer)
+        self.replay = model.kernel_address(f"replay_{port}")
+        self.optimizer = optimizer
+
+    def set_optimizer(self, optimizer: Optimizer) -> None:
+        check_optimizer(optimizer)
+        if optimizer.kind != self.optimizer.kind:
+            raise ValueError("set_optimizer: the optimizer type of a projection cannot change "
+                             "(its per-synapse state would be meaningless); change eta, "
+                             "batch_size, bounds or optimize_each_step only")
+        self.synapses.set_optimizer(optimizer)
+        self.optimizer = optimizer
+
+
+def check_optimizer(optimizer) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise ValueError(f"plasticity must be eg.gradient_descent(...) or eg.adam(...), got "
+                         f"{optimizer!r}")
+    if not (isinstance(optimizer.batch_size, numbers.Integral) and optimizer.batch_size >= 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {optimizer.batch_size!r}")
+    if not optimizer.eta >= 0:
+        raise ValueError(f"eta must be >= 0, got {optimizer.eta!r}")
+    if not optimizer.w_min <= optimizer.w_max:
+        raise ValueError(f"need w_min <= w_max, got {optimizer.w_min}, {optimizer.w_max}")
+    if optimizer.kind == ADAM and not (0 <= optimizer.beta_1 < 1 and 0 <= optimizer.beta_2 < 1
+                                       and optimizer.epsilon >= 0):
+        raise ValueError("adam: need 0 <= beta_1, beta_2 < 1 and epsilon >= 0")
+
+
+def history_error(net_struct, projections, archives_by_pop) -> RuntimeError:
+    """The engine's report of a replay that needed an overwritten history row, as an exception."""
+    index, synapse, row, step = (int(v) for v in net_struct.error_info)
+    proj = projections[index]
+    capacity = archives_by_pop[proj.target.index].history.view.capacity
+    return RuntimeError(
+        f"e-prop history too short: at step {step} synapse {synapse} of {proj!r} (source "
+        f"{int(proj._syn.sources[synapse])} -> target {int(proj._syn.targets[synapse])}) needed the "
+        f"history row of step {row}, but '{proj.target.name}' keeps only the last {capacity} steps. "
+        f"Create the network with history_steps >= {step - row + 1}. The network state is invalid "
+        f"now (this step was only partly delivered).")

@@ -1,0 +1,347 @@
+"""The e-prop learning engine (engine.cpp + eprop_gen/engine/learning.py) end to end against our
+numpy reference of NEST 3.10's event-driven e-prop (tests/eprop_ref/numpy_event.py, which equals
+NEST bitwise, tests/test_eprop_event_reference.py).
+
+Each comparison builds NEST's sine-wave set-up (tests/eprop_ref/sine_task.py) at a small size with
+the SAME weights, inputs, targets, forced final spike and number of steps, runs it in our engine
+and in the reference, and requires per-iteration losses, the readout trace, the recurrent spike
+trains and every final weight to agree to 1e-8 relative. Bitwise equality is asserted separately
+where we have it, so losing it is reported as such.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import pytest
+
+import eprop_gen as eg
+from eprop_gen.engine import adam, gradient_descent
+from eprop_ref import numpy_event as ne
+from eprop_ref import sine_task as st
+
+RTOL = 1e-8
+FORCED_SPIKE_WEIGHT = ne.FINAL_SPIKE_WEIGHT
+GD_STRONG = dict(eta=1e-5)
+ADAM = dict(optimizer="adam", eta=2e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# our engine on a sine task
+# ------------------------------------------------------------------------------------------
+def recurrent_params(cfg: ne.EventConfig) -> dict:
+    params = dict(C_m=cfg.C_m, E_L=cfg.E_L, I_e=cfg.I_e, t_ref=cfg.t_ref, tau_m=cfg.tau_m,
+                  V_th=cfg.V_th, surrogate_gradient_height=cfg.surrogate_height,
+                  surrogate_gradient_width=cfg.surrogate_width, kappa=cfg.kappa,
+                  kappa_reg=cfg.kappa_reg, c_reg=cfg.c_reg, f_target=cfg.f_target,
+                  eprop_isi_trace_cutoff=cfg.cutoff)
+    if cfg.model.endswith("adapt"):
+        params.update(adapt_beta=cfg.adapt_beta, adapt_tau=cfg.adapt_tau)
+    if "psc_delta" in cfg.model:
+        params.update(V_reset=cfg.V_reset)
+    return params
+
+
+def optimizer_of(cfg: ne.EventConfig, eta=None):
+    make = adam if cfg.optimizer == "adam" else gradient_descent
+    return make(eta=cfg.eta if eta is None else eta, batch_size=cfg.batch_size,
+                optimize_each_step=cfg.optimize_each_step, beta_1=cfg.beta_1, beta_2=cfg.beta_2,
+                epsilon=cfg.epsilon, w_min=cfg.Wmin, w_max=cfg.Wmax)
+
+
+def input_spikes(task: st.SineTask, n_steps: int):
+    """Parrot events as our spike source's times: a generator spike at tau ms is re-emitted by
+    the parrot with stamp tau + 1 (spec §2.3), i.e. our spike time tau + 1 ms; plus the forced
+    final spike through every parrot (stamp task + 2)."""
+    times, senders = [], []
+    for i, t in enumerate(task.input_spike_times):
+        stamps = np.rint(t).astype(np.int64) + 1
+        stamps = stamps[stamps < n_steps + 2]
+        times.append(stamps)
+        senders.append(np.full(stamps.size, i))
+    times.append(np.full(task.n_in, task.task_steps + 2))
+    senders.append(np.arange(task.n_in))
+    return np.concatenate(times).astype(float), np.concatenate(senders)
+
+
+def per_step_target(task: st.SineTask) -> np.ndarray:
+    """Row n = y* of readout step n: 0 before step 2, target[:, n-2] from step 2 on (the
+    example's amplitude_times = arange(task) + 2), its last value afterwards."""
+    target = task.target_over_task()
+    return np.vstack([np.zeros((2, task.n_out)), target.T])
+
+
+def dense(proj, shape) -> np.ndarray:
+    W = np.zeros(shape)
+    W[proj.targets, proj.sources] = proj.weights
+    return W
+
+
+def explicit(mask: np.ndarray, W: np.ndarray, delays=None):
+    targets, sources = np.nonzero(mask)
+    return eg.Explicit(sources, targets, weights=W[targets, sources],
+                       delays=None if delays is None else delays[targets, sources])
+
+
+@dataclasses.dataclass
+class EngineRun:
+    result: ne.EventResult
+    net: eg.Network
+    projections: tuple
+    seconds: float
+
+
+def run_engine(task: st.SineTask, cfg: ne.EventConfig, threads=1, delays_in=None, delays_rec=None,
+               delays_out=None, history_steps=None) -> EngineRun:
+    """The reference's network (simulate_event) in our engine; returns the same EventResult.
+    history_steps defaults to the whole run: a neuron silent until the forced final spike makes
+    its synapses replay everything (no history pruning yet)."""
+    T = task.task_steps
+    d_max = max(int(np.max(d)) if d is not None else 1 for d in (delays_in, delays_rec, delays_out))
+    n_steps = T + 4 + d_max                                   # as simulate_event
+    rec_model = eg.compile_model(eg.models.path(cfg.model))
+    out_model = eg.compile_model(eg.models.path("eprop_readout"))
+    net = eg.Network(dt=cfg.dt, threads=threads, history_steps=history_steps or n_steps + 1)
+    times, senders = input_spikes(task, n_steps)
+    inputs = net.add_spike_source(task.n_in, times=times, senders=senders, name="parrots")
+    rec = net.add_population(rec_model, task.n_rec, params=recurrent_params(cfg), name="rec")
+    out = net.add_population(out_model, task.n_out, name="out",
+                             params=dict(C_m=cfg.C_m_out, E_L=cfg.E_L_out, tau_m=cfg.tau_m_out,
+                                         eprop_isi_trace_cutoff=cfg.cutoff_out))
+    opt = optimizer_of(cfg)
+    p_in = net.connect(inputs, rec, "spikes", explicit(task.mask_in, task.W_in, delays_in),
+                       plasticity=opt)
+    p_rec = net.connect(rec, rec, "spikes", explicit(task.mask_rec, task.W_rec, delays_rec),
+                        plasticity=opt)
+    p_out = net.connect(rec, out, "spikes",
+                        explicit(np.ones_like(task.W_out, bool), task.W_out, delays_out),
+                        plasticity=opt)
+    net.connect_feedback(out, rec, task.B)
+    net.add_target(out, per_step_target(task))
+    net.add_learning_window(out, [0.0, 0.0, 1.0])             # 1 from step 2 on
+    forced = net.add_spike_source(1, times=[T + 1.0], name="final update")
+    net.connect(forced, rec, "spikes", eg.FixedIndegree(1), weight=FORCED_SPIKE_WEIGHT)  # last
+    net.record(out, ("y",))
+
+    start = time.perf_counter()
+    simulate_with_eta_changes(net, (p_in, p_rec, p_out), cfg, n_steps)
+    seconds = time.perf_counter() - start
+
+    y = net.recording(out)["y"].T[:, 2:T + 2]
+    target = per_step_target(task).T[:, 2:T + 2]
+    spike_times, spike_senders = net.spikes(rec)
+    steps = np.rint(spike_times / cfg.dt).astype(np.int64) - 1
+    result = ne.EventResult(
+        loss=ne.loss_per_iteration(y, target, task.n_iter), readout=y, target=target,
+        spike_steps=[steps[spike_senders == j] for j in range(task.n_rec)],
+        W_in=dense(p_in, task.W_in.shape), W_rec=dense(p_rec, task.W_rec.shape),
+        W_out=dense(p_out, task.W_out.shape))
+    return EngineRun(result, net, (p_in, p_rec, p_out), seconds)
+
+
+def simulate_with_eta_changes(net, projections, cfg, n_steps):
+    """The reference sets eta at the start of step n, before its phase B; our engine runs phase B
+    of step n at the start of step n too, so the change goes in after n steps (a split
+    simulation, as in NEST)."""
+    done = 0
+    for step, eta in sorted(cfg.eta_changes):
+        net.simulate((step - done) * cfg.dt)
+        done = step
+        for p in projections:
+            p.set_optimizer(optimizer_of(cfg, eta=eta))
+    net.simulate((n_steps - done) * cfg.dt)
+
+
+# ------------------------------------------------------------------------------------------
+# comparison helpers
+# ------------------------------------------------------------------------------------------
+FIELDS = ("loss", "readout", "target", "W_in", "W_rec", "W_out")
+
+
+def max_rel_dev(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    scale = np.maximum(np.abs(a), np.abs(b))
+    dev = np.abs(a - b)
+    return float(np.max(np.where(scale > 0, dev / np.where(scale > 0, scale, 1.0), dev),
+                        initial=0.0))
+
+
+def deviations(x: ne.EventResult, y: ne.EventResult) -> dict:
+    return {k: max_rel_dev(getattr(x, k), getattr(y, k)) for k in FIELDS}
+
+
+def spikes_equal(x: ne.EventResult, y: ne.EventResult) -> bool:
+    return len(x.spike_steps) == len(y.spike_steps) and all(
+        np.array_equal(p, q) for p, q in zip(x.spike_steps, y.spike_steps))
+
+
+def bitwise_equal(x: ne.EventResult, y: ne.EventResult) -> bool:
+    return all(np.array_equal(getattr(x, k), getattr(y, k)) for k in FIELDS) and spikes_equal(x, y)
+
+
+def small_task(model="eprop_iaf", n_in=20, n_rec=30, seq=200, n_iter=3, **kw):
+    return st.make_sine_task(model, n_in=n_in, n_rec=n_rec, seq=seq, n_iter=n_iter, **kw)
+
+
+def config(model="eprop_iaf", seq=200, **overrides) -> ne.EventConfig:
+    return ne.EventConfig(**{**st.example_parameters(model, seq=seq), **overrides})
+
+
+def adaptation_active(cfg: ne.EventConfig) -> bool:
+    """Our adaptive kernels add exp(dt/tau_a) at the spike and decay afterwards, NEST adds 1 after
+    the decay: the same dynamics, but the last bits of the adaptation (hence psi) differ, so
+    these runs agree to ~1e-13, not bitwise (docs/design/learning.md, known differences)."""
+    return cfg.model.endswith("adapt") and cfg.adapt_beta != 0.0
+
+
+def compare(task, cfg, bitwise=None, **engine_options):
+    ours = run_engine(task, cfg, **engine_options)
+    ref = ne.simulate_event(task, cfg, **{k: v for k, v in engine_options.items()
+                                          if k.startswith("delays")})
+    dev = deviations(ours.result, ref)
+    print(f"\n{cfg.model}: max relative deviation {max(dev.values()):.3g} {dev}")
+    assert all(v <= RTOL for v in dev.values()), dev
+    assert spikes_equal(ours.result, ref)
+    for k in ("W_in", "W_rec", "W_out"):          # the case must exercise plasticity
+        assert np.any(getattr(ref, k) != getattr(task, k)), f"{k} never changed"
+    if bitwise is None:
+        bitwise = not adaptation_active(cfg)
+    if bitwise:
+        assert bitwise_equal(ours.result, ref), f"within 1e-8 but not bitwise: {dev}"
+    return ours, ref
+
+
+# ------------------------------------------------------------------------------------------
+# against the reference
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["eprop_iaf", "eprop_iaf_adapt", "eprop_iaf_psc_delta",
+                                   "eprop_iaf_psc_delta_adapt"])
+def test_example_parameters(model):
+    """Per-spike gradient descent, cutoff 100 ms, flush interval = seq in the reference (flush
+    events change no number, spec §4.6; our engine sends none)."""
+    compare(small_task(model), config(model))
+
+
+@pytest.mark.parametrize("model", ["eprop_iaf", "eprop_iaf_adapt"])
+@pytest.mark.parametrize("each", [False, True], ids=["per spike", "per step"])
+def test_gradient_descent_strong(model, each):
+    compare(small_task(model), config(model, optimize_each_step=each, **GD_STRONG))
+
+
+def test_adaptation_active():
+    """eprop_iaf_adapt with a working adaptation (NEST's example sets adapt_beta = 0)."""
+    compare(small_task("eprop_iaf_adapt"),
+            config("eprop_iaf_adapt", adapt_beta=0.5, adapt_tau=200.0, **GD_STRONG))
+
+
+@pytest.mark.parametrize("each", [False, True], ids=["per spike", "per step"])
+def test_adam(each):
+    compare(small_task(), config(optimize_each_step=each, **ADAM))
+
+
+# A cutoff shorter than the inter-spike intervals truncates replay windows. The generated kernel
+# keeps zbar pre-decayed (alpha * zbar, the decay applied at the end of each replayed step), so
+# the pow decay after the cutoff computes (alpha * zbar) * alpha^n where NEST computes
+# alpha * (zbar * alpha^n): last-bit differences (~1e-15 relative in the weights), not an engine
+# matter. Everything else in these runs is bitwise.
+def test_adam_batches_and_short_cutoff():
+    compare(small_task(), config(optimize_each_step=True, batch_size=5, cutoff=20.0, **ADAM),
+            bitwise=False)
+
+
+def test_short_cutoff_gradient_descent():
+    compare(small_task(), config(cutoff=20.0, cutoff_out=15.0, **GD_STRONG), bitwise=False)
+
+
+@pytest.mark.parametrize("each", [False, True], ids=["per spike", "per step"])
+def test_no_cutoff(each):
+    compare(small_task(), config(cutoff=math.inf, cutoff_out=math.inf, optimize_each_step=each,
+                                 **GD_STRONG))
+
+
+def test_two_readouts():
+    compare(small_task(n_out=2), config(**GD_STRONG))
+
+
+def test_sparse_connectivity_and_refractoriness():
+    compare(small_task(n_rec=40, p_conn_in=0.5, p_conn_rec=0.2), config(t_ref=3.0, **GD_STRONG))
+
+
+def test_eta_changes_between_simulate_calls():
+    """eta to 0 and back between simulate calls: each synapse lags one optimisation (spec §5)."""
+    compare(small_task(), config(eta=1e-5, eta_changes=((250, 0.0), (430, 3e-6))))
+
+
+def test_heterogeneous_delays():
+    """Delays > 1 step (the reference's e-prop+ extension): replay at stamp s + d - 1."""
+    rng = np.random.default_rng(0)
+    task = small_task()
+    compare(task, config(**GD_STRONG), delays_in=rng.integers(1, 4, (30, 20)),
+            delays_rec=rng.integers(1, 6, (30, 30)), delays_out=rng.integers(1, 3, (1, 30)))
+
+
+# ------------------------------------------------------------------------------------------
+# threads, errors
+# ------------------------------------------------------------------------------------------
+def test_one_and_two_threads_identical():
+    task, cfg = small_task(n_out=2), config(optimize_each_step=True, **ADAM)
+    one, two = run_engine(task, cfg, threads=1), run_engine(task, cfg, threads=2)
+    assert bitwise_equal(one.result, two.result)
+
+
+def test_too_short_history_is_an_error():
+    with pytest.raises(RuntimeError, match="history too short"):
+        run_engine(small_task(), config(**GD_STRONG), history_steps=20)
+
+
+def test_plastic_connection_needs_a_learning_rule():
+    net = eg.Network(dt=1.0)
+    pop = net.add_population(eg.compile_model(eg.models.path("iaf_psc_delta")), 3)
+    with pytest.raises(ValueError, match="no learning rule"):
+        net.connect(pop, pop, "spikes", eg.FixedIndegree(1), plasticity=gradient_descent())
+
+
+def test_feedback_needs_a_readout_and_matching_shape():
+    net = eg.Network(dt=1.0)
+    rec = net.add_population(eg.compile_model(eg.models.path("eprop_iaf")), 4)
+    out = net.add_population(eg.compile_model(eg.models.path("eprop_readout")), 2)
+    with pytest.raises(ValueError, match="not a readout"):
+        net.connect_feedback(rec, rec, np.ones((4, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        net.connect_feedback(out, rec, np.ones((2, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        net.add_target(out, np.ones((5, 3)))
+
+
+def test_set_optimizer_keeps_the_type():
+    task = small_task(n_iter=1)
+    run = run_engine(task, config(**GD_STRONG))
+    with pytest.raises(ValueError, match="type"):
+        run.projections[0].set_optimizer(adam(eta=1e-3))
+
+
+def test_split_simulation_equals_one_call():
+    """Plastic deliveries of a call's last step happen at the start of the next call (NEST):
+    splitting the run changes no number, including the weights read at the end."""
+    task, cfg = small_task(n_iter=2), config(optimize_each_step=True, **ADAM)
+    whole = run_engine(task, cfg).result
+    split = run_engine(task, dataclasses.replace(cfg, eta_changes=((137, cfg.eta), (290, cfg.eta),
+                                                                   (291, cfg.eta)))).result
+    assert bitwise_equal(whole, split)
+
+
+# ------------------------------------------------------------------------------------------
+# it learns
+# ------------------------------------------------------------------------------------------
+def test_a_few_hundred_neurons_learn_the_sine_task():
+    """50 inputs, 300 recurrent eprop_iaf, 1 readout, 30 iterations of 500 steps: per-spike
+    gradient descent with eta = 2e-5 lowers the loss more than 10x (measured: 77.3 -> 4.6,
+    ~3.5 s with 2 threads)."""
+    task = st.make_sine_task("eprop_iaf", n_in=50, n_rec=300, seq=500, n_iter=30)
+    run = run_engine(task, config(seq=500, eta=2e-5), threads=2)
+    loss = run.result.loss
+    print(f"\nloss {loss[0]:.2f} -> {loss[-1]:.2f} in {run.seconds:.1f} s")
+    assert loss[-1] * 10 <= loss[0], loss
+    assert run.seconds < 60

@@ -11,8 +11,9 @@ cutoff's number of steps, decays the rest, and calls the optimizer. Per replayed
     eps = P eps + (P c) e                     propagation, J(psi) eps written through e
 
 (J(psi) eps = P (I + c psi d dist) eps = P eps + P c e; for NEST's adaptation P c is exactly 1, so the
-update is NEST's eps = rho eps + e.) Skipped steps decay with pow() of the diagonal of P and of each
-trace's own factor, as NEST does.
+update is NEST's eps = rho eps + e.) Components without the e-term are propagated at the start of the
+next step instead of the end of this one (the same values, NEST's order). Skipped steps decay with
+pow() of the diagonal of P and of each trace's own factor, as NEST does.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .errors import EpropGenError
 from .ir import DT, E_TRACE, LEARNING_SIGNAL, REGULARISATION, ModelIR
 from .solve import Solution
 from .solve.eligibility import PSI, EligibilityRule
@@ -82,19 +84,25 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory) -> ReplayPla
         key = coefficient.setdefault(expr, f"k{len(coefficient)}")
         return key
 
-    step = [f"eps[{n}] += {coef(rule.injection[n])} * zin;" for n in range(k) if rule.injection[n] != 0]
+    if any(P[r, c] != 0 for r in range(k) for c in range(k) if r != c):
+        raise EpropGenError(f"model '{ir.name}', port '{rule.port}': event-driven e-prop with a coupled "
+                            f"eligibility propagator ({', '.join(rule.hidden)}) is not supported yet; "
+                            "skipped steps are decayed per component")
+    # Components the spike's psi-term does not touch (zbar) propagate at the start of a step, before
+    # the presynaptic spike enters: zbar = alpha zbar + zin, as NEST, so the cutoff decay acts on zbar
+    # itself. Components that receive e (adaptation) are updated at the end: eps = rho eps + e.
+    early = [r for r in range(k) if pc[r] == 0]
+    late = [r for r in range(k) if pc[r] != 0]
+    step = [f"eps[{r}] = {coef(P[r, r])} * eps[{r}]" + (f" + {coef(rule.injection[r])} * zin;"
+                                                       if rule.injection[r] != 0 else ";") for r in early]
     trace = sum((gradient_row[n] * eps[n] for n in range(k)), sp.Integer(0))
     step.append(f"const double e = {pr(PSI * trace if rule.spiking else trace)};")
     # traces: each from the old values of the others (simultaneous), as written in the model
     step += [f"const double new_tr{n} = {pr(t.update)};" for n, t in enumerate(synaptic)]
     step += [f"tr[{n}] = new_tr{n};" for n in range(len(synaptic))]
     step.append(f"const double g = {pr(learning.gradient)};")
-    for r in range(k):
-        terms = [f"{coef(P[r, c])} * eps[{c}]" for c in range(k) if P[r, c] != 0]
-        if pc[r] != 0:
-            terms.append("e" if pc[r] == 1 else f"{coef(pc[r])} * e")
-        step.append(f"const double new_eps{r} = {' + '.join(terms) if terms else '0.0'};")
-    step += [f"eps[{r}] = new_eps{r};" for r in range(k)]
+    for r in late:
+        step.append(f"eps[{r}] = {coef(P[r, r])} * eps[{r}] + " + ("e;" if pc[r] == 1 else f"{coef(pc[r])} * e;"))
 
     decay = [f"eps[{r}] *= pow({coef(P[r, r])}, (double)n_decay);" for r in range(k)]
     decay += [f"tr[{n}] *= pow({coef(_own_factor(t))}, (double)n_decay);" for n, t in enumerate(synaptic)]

@@ -241,18 +241,14 @@ def test_adam(each):
     compare(small_task(), config(optimize_each_step=each, **ADAM))
 
 
-# A cutoff shorter than the inter-spike intervals truncates replay windows. The generated kernel
-# keeps zbar pre-decayed (alpha * zbar, the decay applied at the end of each replayed step), so
-# the pow decay after the cutoff computes (alpha * zbar) * alpha^n where NEST computes
-# alpha * (zbar * alpha^n): last-bit differences (~1e-15 relative in the weights), not an engine
-# matter. Everything else in these runs is bitwise.
+# Short cutoffs: the generated replay keeps zbar itself (zbar = alpha zbar + zin at the start of a
+# step) and decays it with pow after the cutoff, in NEST's order, so these runs are bitwise too.
 def test_adam_batches_and_short_cutoff():
-    compare(small_task(), config(optimize_each_step=True, batch_size=5, cutoff=20.0, **ADAM),
-            bitwise=False)
+    compare(small_task(), config(optimize_each_step=True, batch_size=5, cutoff=20.0, **ADAM))
 
 
 def test_short_cutoff_gradient_descent():
-    compare(small_task(), config(cutoff=20.0, cutoff_out=15.0, **GD_STRONG), bitwise=False)
+    compare(small_task(), config(cutoff=20.0, cutoff_out=15.0, **GD_STRONG))
 
 
 @pytest.mark.parametrize("each", [False, True], ids=["per spike", "per step"])

@@ -344,10 +344,15 @@ class _Checker:
             if regularisation.free_symbols & synaptic:
                 self.error("E117", "the regularisation is a per-neuron signal and cannot use e or per-synapse traces",
                            span, "use per-neuron traces (e.g. a filtered rate of z)")
-        cutoff = None
+        cutoff = flush = None
         if decl.cutoff is not None:
             cutoff = self.expr(decl.cutoff[0], param_symbols, "a cutoff uses parameters (ms)")
-        return LearningRule(rule_traces, gradient, regularisation, cutoff)
+        if decl.flush is not None:
+            flush = self.expr(decl.flush[0], param_symbols, "a flush interval uses parameters (ms)")
+            if not spiking:
+                self.error("E119", "only spiking neurons send flush events", decl.flush[1],
+                           "remove flush: from the readout")
+        return LearningRule(rule_traces, gradient, regularisation, cutoff, flush)
 
 
 

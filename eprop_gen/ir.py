@@ -83,6 +83,7 @@ class LearningDecl:           # the `learning:` section
     cutoff: tuple | None
     span: Span
     duplicates: tuple = ()    # ((item, span), ...)
+    flush: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,9 @@ class LearningRule:
     gradient: sp.Expr          # per synapse and step
     regularisation: sp.Expr | None
     cutoff: sp.Expr | None     # ms; the replay of an inter-spike interval stops after it
+    # ms; a neuron silent for this long sends a flush event, which replays its outgoing plastic
+    # synapses' windows so far without transmitting anything (NEST's flush_event_send_interval)
+    flush: sp.Expr | None = None
 
 
 @dataclass(frozen=True)

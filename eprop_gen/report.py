@@ -76,4 +76,6 @@ def _learning_lines(rule) -> list[str]:
         lines.append(f"    R = {_show(rule.regularisation)}")
     if rule.cutoff is not None:
         lines.append(f"    cutoff: replay at most {_show(rule.cutoff)} ms of each inter-spike interval")
+    if rule.flush is not None:
+        lines.append(f"    flush: after {_show(rule.flush)} ms without a spike, replay the outgoing synapses so far")
     return lines

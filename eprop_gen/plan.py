@@ -147,6 +147,23 @@ def plan_kernel(solution: Solution) -> KernelPlan:
     #    need this step's spike, so they come last; stored as observables after psi
     update += _neuron_learning_lines(ir, printer, observables)
 
+    # 5. flush events (NEST's flush_event_send_interval): spiked = 2 asks the engine to replay the
+    #    neuron's outgoing plastic synapses without transmitting anything
+    if ir.learning is not None and ir.learning.flush is not None and ir.is_spiking:
+        observables.append("last_event")
+        row = len(ir.states) + len(observables) - 1
+        interval = term(ir.learning.flush / H)          # steps (inf: never)
+        update += [
+            "{  // NEST: a neuron that has spiked (at a step > 0) and then stayed silent for the interval",
+            f"    const double interval = {interval};",
+            f"    if (pop->spiked[i]) pop->state[{row}][i] = (double)pop->step;",
+            f"    else if (pop->state[{row}][i] > 0 && isfinite(interval) &&",
+            f"             (double)pop->step - pop->state[{row}][i] >= llround(interval)) {{",
+            "        pop->spiked[i] = 2;",
+            f"        pop->state[{row}][i] = (double)pop->step;",
+            "    }",
+            "}"]
+
     direct = _parameters_read_by_update(solution)
     loads = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)
              if p.symbol in direct]

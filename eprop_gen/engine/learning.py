@@ -15,6 +15,9 @@ Timing (the same as NEST 3.10's event-driven e-prop, /work/shared/eprop-spec.md 
     delivered;
   - a spike emitted in step n through a plastic synapse with delay d is replayed with stamp n+d
     (window [t_last-1, n+d-2]) just before it is integrated, in step n+d.
+  - a flush event (a model kernel's spiked == 2, NEST's flush_event_send_interval) emitted in
+    step n is replayed the same way with is_flush = 1 (stamp n+d) and transmits nothing; static
+    projections, readouts and the spike record never see it.
 """
 from __future__ import annotations
 

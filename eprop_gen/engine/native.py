@@ -26,7 +26,7 @@ c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 2
+ENGINE_ABI = 3
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -62,6 +62,10 @@ class EgEnginePop(ctypes.Structure):           # eg_engine_pop (engine.cpp)
         ("rec_count", ctypes.c_int64),
         ("rec_step", c_int64_p),
         ("rec_sender", c_int64_p),
+        ("flush_capacity", ctypes.c_int64),     # flush events (spiked == 2), like the spikes
+        ("flush_count", ctypes.c_int64),
+        ("flush_step", c_int64_p),
+        ("flush_sender", c_int64_p),
     ]
 
 

@@ -28,7 +28,8 @@ class Projection:
 
     A plastic projection (connect(..., plasticity=...)) learns: `weights` then reads the current
     weights, each as of its synapse's last replay (NEST: a weight changes only when its synapse
-    transmits an event)."""
+    receives an event, a spike or a flush event of its silent source; with optimize_each_step a
+    flush applies the per-step updates up to its time, spec §4.6)."""
 
     def __init__(self, index: int, source: AnyPopulation, target: Population, port: str,
                  synapses: Synapses, plasticity: Optimizer | None = None):
@@ -355,8 +356,14 @@ class Network:
 
     def _run_engine(self, lib, n_steps: int) -> int:
         models = [p for p in self.populations if isinstance(p, Population)]
+        flush_reach = {}                   # largest delay of a plastic projection from each pop
+        for proj in self.projections:
+            if proj.plasticity is not None:
+                flush_reach[proj.source.index] = max(flush_reach.get(proj.source.index, 0),
+                                                     int(proj._syn.max_delay))
         for pop in models:
             pop._ensure_spike_record_room()
+            pop._prepare_flush_record(self.step - flush_reach.get(pop.index, 0))
         keep: list = []
         pops = native.struct_array(native.EgEnginePop,
                                    [p._engine_struct(keep) for p in self.populations])
@@ -386,6 +393,7 @@ class Network:
         for i, pop in enumerate(self.populations):
             if isinstance(pop, Population):
                 pop._rec_count = int(pops[i].rec_count)
+                pop._flush_count = int(pops[i].flush_count)
         if done > 0:
             self._projections_at_last_step = len(self.projections)
         if net.error_code != 0:
@@ -398,7 +406,8 @@ class Network:
     # -- results -----------------------------------------------------------------------------
 
     def spikes(self, pop: AnyPopulation) -> tuple[np.ndarray, np.ndarray]:
-        """(times in ms, sender ids) of all spikes so far, by ascending time then id."""
+        """(times in ms, sender ids) of all spikes so far, by ascending time then id (flush events
+        are not spikes and are not listed)."""
         self._check_member(pop, "spikes")
         if isinstance(pop, SpikeSource):
             emitted = pop.spike_steps - 1 < self.step

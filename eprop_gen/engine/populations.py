@@ -148,6 +148,11 @@ class Population:
         self._rec_step = np.zeros(0, np.int64)
         self._rec_sender = np.zeros(0, INDEX_DTYPE)
         self._rec_count = 0
+        # flush events (the kernel's spiked == 2): not spikes, only plastic projections read them;
+        # (step, sender) sorted like the spike record, trimmed to what a delay can still reach
+        self._flush_step = np.zeros(0, np.int64)
+        self._flush_sender = np.zeros(0, INDEX_DTYPE)
+        self._flush_count = 0
         self._set_initial_values(params or {}, state or {})
         self._model_view = self._make_model_view()
 
@@ -215,7 +220,8 @@ class Population:
 
     def _engine_struct(self, keep: list) -> native.EgEnginePop:
         ring_table = pointer_table(self._rings, native.c_real)
-        keep += [ring_table, self._rings, self._ring_slots, self._rec_step, self._rec_sender]
+        keep += [ring_table, self._rings, self._ring_slots, self._rec_step, self._rec_sender,
+                 self._flush_step, self._flush_sender]
         return native.EgEnginePop(
             model=ctypes.pointer(self._model_view),
             prepare=self.model.kernel_address("prepare"),
@@ -228,7 +234,11 @@ class Population:
             rec_capacity=self._rec_step.size,
             rec_count=self._rec_count,
             rec_step=pointer(self._rec_step, ctypes.c_int64),
-            rec_sender=pointer(self._rec_sender, ctypes.c_int64))
+            rec_sender=pointer(self._rec_sender, ctypes.c_int64),
+            flush_capacity=self._flush_step.size,
+            flush_count=self._flush_count,
+            flush_step=pointer(self._flush_step, ctypes.c_int64),
+            flush_sender=pointer(self._flush_sender, ctypes.c_int64))
 
     def _ensure_ring_slots(self, port: int, slots: int, next_step: int) -> None:
         """Grow a ring to `slots` rows, keeping pending input at the rows its steps map to."""
@@ -250,6 +260,23 @@ class Population:
                        self._rec_count + 4 * self.n)
         self._rec_step = _grown(self._rec_step, capacity, self._rec_count)
         self._rec_sender = _grown(self._rec_sender, capacity, self._rec_count)
+
+    def _prepare_flush_record(self, first_needed_step: int) -> None:
+        """Before an engine call: drop the flush events of steps before `first_needed_step` (no
+        plastic synapse can still receive them; next step - largest outgoing plastic delay) and
+        make room for at least one step (n events), as for spikes."""
+        used = self._flush_count
+        if used and self._flush_step[0] < first_needed_step:
+            start = int(np.searchsorted(self._flush_step[:used], first_needed_step, side="left"))
+            kept = used - start
+            self._flush_step[:kept] = self._flush_step[start:used]
+            self._flush_sender[:kept] = self._flush_sender[start:used]
+            self._flush_count = used = kept
+        if self._flush_step.size - used >= self.n and self._flush_step.size:
+            return
+        capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._flush_step.size, used + 4 * self.n)
+        self._flush_step = _grown(self._flush_step, capacity, used)
+        self._flush_sender = _grown(self._flush_sender, capacity, used)
 
 
 def _grown(array: np.ndarray, capacity: int, used: int) -> np.ndarray:

@@ -39,7 +39,7 @@ typedef struct eg_population {
     eg_real** spike_in;        // [n_spike_ports] summed weights arriving in this step
     eg_real** current_in;      // [n_current_ports] piecewise-constant input current for this step
     int32_t* refractory;       // remaining refractory steps
-    uint8_t* spiked;           // out: 1 if the neuron spiked in this step
+    uint8_t* spiked;           // out: 1 spike, 2 flush event (e-prop: replay, transmit nothing), else 0
 } eg_population;
 
 typedef void (*eg_kernel)(eg_population* pop, int64_t lo, int64_t hi);

@@ -16,11 +16,17 @@
 //   B. delivery of the previous step's spikes: static projections add w into the ring slot of step
 //      n-1+d; plastic ones replay, for every spike of step n-d through a synapse of delay d, the
 //      synapse with stamp n (generated kernel: replay window, optimizer) and add the weight it
-//      returns into the slot of step n;
+//      returns into the slot of step n; a flush event (spec §3.9, §4.6) of step n-d replays the
+//      plastic synapses of delay d the same way (is_flush = 1) and transmits nothing;
 //   C. currents, neuron update, then the archive: history row n gets psi[n], R[n] and L[n] = 0;
 //      a readout's row gets its error E[n] = (y[n] - y*[n]) * lambda[n].
 // A plastic synapse belongs to its target like a static one, so a thread replays only synapses of its
 // own targets: the result does not depend on the number of threads.
+//
+// Events: a model kernel sets pop->spiked[i] = 1 for a spike and 2 for a flush event (a silent
+// neuron's request to replay its outgoing plastic synapses, NEST's flush_event_send_interval).
+// Spikes go into the spike record (net.spikes, static and plastic delivery); flush events into a
+// separate flush record that only plastic projections read: a flush is not a spike.
 //
 // All arrays belong to Python (numpy) and are passed in the structs below; the ctypes mirrors in
 // eprop_gen/engine/native.py must match them field for field (checked via eg_engine_struct_sizes).
@@ -35,7 +41,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 2
+#define EG_ENGINE_ABI 3
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -58,6 +64,12 @@ typedef struct eg_engine_pop {
     int64_t rec_count;             // in/out
     int64_t* rec_step;
     int64_t* rec_sender;
+    // flush events of a model population (spiked == 2), the same way: sorted by step, then id.
+    // Python may drop entries older than any delay can still reach.
+    int64_t flush_capacity;
+    int64_t flush_count;           // in/out
+    int64_t* flush_step;
+    int64_t* flush_sender;
 } eg_engine_pop;
 
 // Synapses of one projection, CSR by source; targets ascending within a row.
@@ -178,6 +190,7 @@ struct SpikeList {
 // Per-simulate-call scratch shared by the team.
 struct Shared {
     std::vector<int64_t> thread_counts;         // [thread][population] spikes found by each thread
+    std::vector<int64_t> thread_flush_counts;   // [thread][population] flush events, the same
     std::vector<int32_t> archive_of;            // per population: index into net->archives or -1
     int n_pops = 0;
 };
@@ -188,6 +201,7 @@ struct PlasticEvent {
     int64_t source;
     eg_real multiplicity;
     int32_t delay;
+    int32_t is_flush;              // 1: a flush event (replay only, nothing transmitted)
 };
 
 // The first replay of a step that found its history rows overwritten (smallest projection, synapse).
@@ -200,6 +214,7 @@ struct ReplayError {
 // Per-thread scratch of the step loop.
 struct ThreadScratch {
     std::vector<std::vector<int64_t>> own_spikes;   // per population
+    std::vector<std::vector<int64_t>> own_flushes;  // per population
     std::vector<PlasticEvent> events;
     ReplayError error;
 };
@@ -217,10 +232,12 @@ void point_at_step(eg_network* net, int64_t step) {
 }
 
 bool record_has_room(const eg_network* net) {
-    // A step adds at most n spikes per population; stop before a step that could overflow.
+    // A step adds at most n spikes (or flush events) per population; stop before a step that
+    // could overflow.
     for (int32_t p = 0; p < net->n_pops; ++p) {
         const eg_engine_pop& pop = net->pops[p];
-        if (is_model(pop) && pop.rec_capacity - pop.rec_count < pop.n) return false;
+        if (is_model(pop) && (pop.rec_capacity - pop.rec_count < pop.n ||
+                              pop.flush_capacity - pop.flush_count < pop.n)) return false;
     }
     return true;
 }
@@ -251,11 +268,16 @@ void clear_read_slots(const eg_engine_pop& pop, Range r, int64_t step) {
     }
 }
 
-void collect_own_spikes(const eg_engine_pop& pop, Range r, std::vector<int64_t>& out) {
-    out.clear();
+// spiked: 0 nothing, 1 spike, 2 flush event.
+void collect_own_events(const eg_engine_pop& pop, Range r, std::vector<int64_t>& spikes,
+                        std::vector<int64_t>& flushes) {
+    spikes.clear();
+    flushes.clear();
     const uint8_t* spiked = pop.model->spiked;
-    for (int64_t i = r.lo; i < r.hi; ++i)
-        if (spiked[i]) out.push_back(i);
+    for (int64_t i = r.lo; i < r.hi; ++i) {
+        if (spiked[i] == 1) spikes.push_back(i);
+        else if (spiked[i] == 2) flushes.push_back(i);
+    }
 }
 
 // ---- learning ------------------------------------------------------------------------------
@@ -311,9 +333,10 @@ void feedback_phase(const eg_network* net, int t, int T, int64_t step) {
     }
 }
 
-// Phase 1: currents, update, archive, clear consumed slots, note own spikes.
+// Phase 1: currents, update, archive, clear consumed slots, note own spikes and flush events.
 void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
-                  std::vector<std::vector<int64_t>>& own_spikes) {
+                  std::vector<std::vector<int64_t>>& own_spikes,
+                  std::vector<std::vector<int64_t>>& own_flushes) {
     // (archives are written here, by the owner of the neurons, right after their update)
     for (int32_t p = 0; p < net->n_pops; ++p) {
         const eg_engine_pop& pop = net->pops[p];
@@ -325,31 +348,43 @@ void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
             if (shared.archive_of[p] >= 0) archive_own(net->archives[shared.archive_of[p]], pop, r, step);
             clear_read_slots(pop, r, step);
         }
-        collect_own_spikes(pop, r, own_spikes[p]);
+        collect_own_events(pop, r, own_spikes[p], own_flushes[p]);
         shared.thread_counts[size_t(t) * shared.n_pops + p] = int64_t(own_spikes[p].size());
+        shared.thread_flush_counts[size_t(t) * shared.n_pops + p] = int64_t(own_flushes[p].size());
     }
 }
 
-// Phase 2: concatenate per-thread spikes in thread order (= ascending id) and record them.
+// Phase 2: concatenate per-thread spikes in thread order (= ascending id) and record them; the
+// flush events likewise into the flush record.
 void gather_phase(eg_network* net, int t, int64_t step, Shared& shared,
-                  const std::vector<std::vector<int64_t>>& own_spikes) {
+                  const std::vector<std::vector<int64_t>>& own_spikes,
+                  const std::vector<std::vector<int64_t>>& own_flushes) {
     for (int32_t p = 0; p < net->n_pops; ++p) {
         eg_engine_pop& pop = net->pops[p];
         if (!is_model(pop)) continue;
-        int64_t offset = 0;
-        for (int u = 0; u < t; ++u) offset += shared.thread_counts[size_t(u) * shared.n_pops + p];
+        int64_t offset = 0, flush_offset = 0;
+        for (int u = 0; u < t; ++u) {
+            offset += shared.thread_counts[size_t(u) * shared.n_pops + p];
+            flush_offset += shared.thread_flush_counts[size_t(u) * shared.n_pops + p];
+        }
         const std::vector<int64_t>& mine = own_spikes[p];
         int64_t at = pop.rec_count + offset;
         for (size_t k = 0; k < mine.size(); ++k) {
             pop.rec_step[at + int64_t(k)] = step;
             pop.rec_sender[at + int64_t(k)] = mine[k];
         }
+        const std::vector<int64_t>& flushes = own_flushes[p];
+        at = pop.flush_count + flush_offset;
+        for (size_t k = 0; k < flushes.size(); ++k) {
+            pop.flush_step[at + int64_t(k)] = step;
+            pop.flush_sender[at + int64_t(k)] = flushes[k];
+        }
     }
 }
 
-int64_t spikes_in_step(const Shared& shared, int32_t p, int T) {
+int64_t events_in_step(const std::vector<int64_t>& counts, const Shared& shared, int32_t p, int T) {
     int64_t total = 0;
-    for (int u = 0; u < T; ++u) total += shared.thread_counts[size_t(u) * shared.n_pops + p];
+    for (int u = 0; u < T; ++u) total += counts[size_t(u) * shared.n_pops + p];
     return total;
 }
 
@@ -367,6 +402,16 @@ SpikeList spike_list(const eg_network* net, int32_t p, int64_t step) {
     int64_t lo = first_at_least(pop.event_step, 0, pop.n_events, step);
     int64_t hi = first_at_least(pop.event_step, lo, pop.n_events, step + 1);
     return {pop.event_sender + lo, pop.event_multiplicity + lo, hi - lo};
+}
+
+// The flush events population p emitted in an earlier step (model populations only; spike
+// sources never flush).
+SpikeList flush_list(const eg_network* net, int32_t p, int64_t step) {
+    const eg_engine_pop& pop = net->pops[p];
+    if (step < 0 || !is_model(pop) || pop.flush_count == 0) return {nullptr, nullptr, 0};
+    const int64_t lo = first_at_least(pop.flush_step, 0, pop.flush_count, step);
+    const int64_t hi = first_at_least(pop.flush_step, lo, pop.flush_count, step + 1);
+    return {pop.flush_sender + lo, nullptr, hi - lo};
 }
 
 void deliver_projection(const eg_network* net, const eg_projection& proj, const SpikeList& spikes,
@@ -390,15 +435,26 @@ void deliver_projection(const eg_network* net, const eg_projection& proj, const 
 }
 
 // The events integrated in step+1 through a plastic projection, in NEST's delivery order:
-// ascending source, then ascending delay (a spike of step+1-d reaches the synapses of delay d).
+// ascending source, then ascending delay (a spike or flush event of step+1-d reaches the synapses
+// of delay d). A neuron either spikes or flushes in a step, so within one delay the two sorted
+// lists merge into one without ties.
 void plastic_events(const eg_network* net, const eg_projection& proj, int64_t step,
                     std::vector<PlasticEvent>& events) {
     events.clear();
     for (int64_t d = 1; d <= proj.max_delay; ++d) {
-        SpikeList spikes = spike_list(net, proj.source, step + 1 - d);
-        for (int64_t k = 0; k < spikes.count; ++k)
-            events.push_back({spikes.ids[k], spikes.multiplicity ? spikes.multiplicity[k] : 1.0,
-                              int32_t(d)});
+        const SpikeList spikes = spike_list(net, proj.source, step + 1 - d);
+        const SpikeList flushes = flush_list(net, proj.source, step + 1 - d);
+        int64_t k = 0, f = 0;
+        while (k < spikes.count || f < flushes.count) {
+            if (f == flushes.count || (k < spikes.count && spikes.ids[k] < flushes.ids[f])) {
+                events.push_back({spikes.ids[k], spikes.multiplicity ? spikes.multiplicity[k] : 1.0,
+                                  int32_t(d), 0});
+                ++k;
+            } else {
+                events.push_back({flushes.ids[f], 1.0, int32_t(d), 1});
+                ++f;
+            }
+        }
     }
     if (proj.max_delay > 1)        // stable: within a source the delays stay ascending
         std::stable_sort(events.begin(), events.end(),
@@ -407,8 +463,9 @@ void plastic_events(const eg_network* net, const eg_projection& proj, int64_t st
 
 // Phase B of step+1 for one plastic projection and the owned targets: replay every synapse that
 // an event reaches now (stamp step+1, spec §4.2) and transmit the weight it returns (x multiplicity;
-// the trace counts a spike once, the kernel sees only the stamp). A replay whose window would start
-// before the oldest row the history still holds is not run but reported.
+// the trace counts a spike once, the kernel sees only the stamp). A flush event replays with
+// is_flush = 1 and transmits nothing (spec §4.6). A replay whose window would start before the
+// oldest row the history still holds is not run but reported.
 void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index, Range r,
                      int64_t step, const std::vector<PlasticEvent>& events, ReplayError& error) {
     const eg_projection& proj = net->projections[index];
@@ -429,8 +486,8 @@ void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index,
                 continue;
             }
             const int64_t j = proj.target_id[q];
-            const eg_real w = proj.replay(target.model, hist, syn, q, j, stamp, 0);
-            ring[j] += w * ev.multiplicity;
+            const eg_real w = proj.replay(target.model, hist, syn, q, j, stamp, ev.is_flush);
+            if (!ev.is_flush) ring[j] += w * ev.multiplicity;
         }
     }
 }
@@ -488,8 +545,11 @@ void record_phase(const eg_network* net, int t, int T, int64_t step) {
 }
 
 void advance_spike_records(eg_network* net, const Shared& shared, int T) {
-    for (int32_t p = 0; p < net->n_pops; ++p)
-        if (is_model(net->pops[p])) net->pops[p].rec_count += spikes_in_step(shared, p, T);
+    for (int32_t p = 0; p < net->n_pops; ++p) {
+        if (!is_model(net->pops[p])) continue;
+        net->pops[p].rec_count += events_in_step(shared.thread_counts, shared, p, T);
+        net->pops[p].flush_count += events_in_step(shared.thread_flush_counts, shared, p, T);
+    }
 }
 
 void prepare_phase(eg_network* net, int t, int T) {
@@ -529,6 +589,7 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
     Shared shared;
     shared.n_pops = net->n_pops;
     shared.thread_counts.assign(size_t(threads) * size_t(net->n_pops), 0);
+    shared.thread_flush_counts.assign(size_t(threads) * size_t(net->n_pops), 0);
     shared.archive_of.assign(size_t(net->n_pops), -1);
     for (int32_t a = 0; a < net->n_archives; ++a) shared.archive_of[net->archives[a].pop] = a;
     net->error_code = 0;
@@ -543,7 +604,9 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
         const int t = thread_index();
         ThreadScratch scratch;
         scratch.own_spikes.resize(size_t(net->n_pops));
+        scratch.own_flushes.resize(size_t(net->n_pops));
         std::vector<std::vector<int64_t>>& own_spikes = scratch.own_spikes;
+        std::vector<std::vector<int64_t>>& own_flushes = scratch.own_flushes;
 
         prepare_phase(net, t, T);
 #ifdef _OPENMP
@@ -564,11 +627,11 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
             deliver_phase(net, t, T, step - 1, n_projections, shared, scratch);
             publish_error(net, scratch.error);
             // phase C
-            update_phase(net, t, T, step, shared, own_spikes);
+            update_phase(net, t, T, step, shared, own_spikes, own_flushes);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-            gather_phase(net, t, step, shared, own_spikes);
+            gather_phase(net, t, step, shared, own_spikes, own_flushes);
             record_phase(net, t, T, step);
 #ifdef _OPENMP
 #pragma omp barrier

@@ -164,6 +164,9 @@ def plan_kernel(solution: Solution) -> KernelPlan:
             "    }",
             "}"]
 
+    # replay kernels of the learning rule: their coefficients join this kernel's prepared table
+    replays = plan_replays(solution, _Printer, lambda expr: int(coeffs.slot(expr.subs(DT, H))[1:]))
+
     direct = _parameters_read_by_update(solution)
     loads = [f"const double p_{p.name} = pop->param[{k}][i];" for k, p in enumerate(ir.parameters)
              if p.symbol in direct]
@@ -187,7 +190,7 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         propagator_states=tuple(str(s) for s in (solution.linear.states + solution.linear.inputs)) if solution.linear else (),
         n_coeff=len(coeffs.exprs), prepare_lines=tuple(prepare), update_lines=tuple(loads + update + stores),
         propagator_lines=tuple(_propagator_lines(solution, printer)), spiking=ir.is_spiking,
-        observables=tuple(observables), replays=plan_replays(solution, _Printer),
+        observables=tuple(observables), replays=replays,
     )
 
 
@@ -302,12 +305,10 @@ def _propagator_lines(solution: Solution, printer: _Printer) -> list[str]:
 
 
 def _cse_lines(targets: list[tuple[str, sp.Expr]], printer: _Printer) -> list[str]:
-    if not targets:
-        return []
-    replacements, reduced = sp.cse([e for _, e in targets], symbols=sp.numbered_symbols("t_"))
-    lines = [f"const double {printer.doprint(sym)} = {printer.doprint(val)};" for sym, val in replacements]
-    lines += [f"{dest} = {printer.doprint(e)};" for (dest, _), e in zip(targets, reduced)]
-    return lines
+    """One assignment per coefficient, printed as written. No common-subexpression elimination: it
+    turns exp(-dt/tau) into exp(-dt*t) with t = 1/tau, which rounds differently from NEST's
+    exp(-dt/tau); these lines run once per neuron and simulate call, so sharing buys nothing."""
+    return [f"{dest} = {printer.doprint(e)};" for dest, e in targets]
 
 
 def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:

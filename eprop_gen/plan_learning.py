@@ -43,7 +43,9 @@ class ReplayPlan:
     cutoff: str                       # C expression of the cutoff in ms (may be INFINITY)
 
 
-def plan_replays(solution: Solution, printer_factory) -> tuple[ReplayPlan, ...]:
+def plan_replays(solution: Solution, printer_factory, coefficient_slot) -> tuple[ReplayPlan, ...]:
+    """coefficient_slot(expr) -> k: the expression becomes pop->coeff[k] of the neuron kernel, computed
+    once per simulate call in prepare() instead of at every replayed event."""
     ir = solution.ir
     if ir.learning is None:
         return ()
@@ -51,11 +53,11 @@ def plan_replays(solution: Solution, printer_factory) -> tuple[ReplayPlan, ...]:
     for rule in solution.eligibility:
         if not isinstance(rule, EligibilityRule):
             continue            # `check` says why this port cannot learn
-        plans.append(_plan_port(ir, rule, printer_factory))
+        plans.append(_plan_port(ir, rule, printer_factory, coefficient_slot))
     return tuple(plans)
 
 
-def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory) -> ReplayPlan:
+def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_slot) -> ReplayPlan:
     learning = ir.learning
     synaptic = [t for t in learning.traces if t.per_synapse]     # linear filters (check.py, E118)
     k = len(rule.hidden)
@@ -74,15 +76,15 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory) -> ReplayPla
     pr = printer_factory(names).doprint
 
     setup = [f"const double p_{p.name} = pop->param[{n}][i];" for n, p in enumerate(ir.parameters)]
-    coefficient = {}
+    slots: dict[int, str] = {}
 
     def coef(expr) -> str:
         # no simplify(): it may turn an exact 1 (e.g. regular_spike_arrival = 1) into (1 + e^x - 1) e^-x
         expr = sp.sympify(expr)
         if not expr.free_symbols:
             return pr(expr)
-        key = coefficient.setdefault(expr, f"k{len(coefficient)}")
-        return key
+        k = coefficient_slot(expr)
+        return slots.setdefault(k, f"c{k}")
 
     if any(P[r, c] != 0 for r in range(k) for c in range(k) if r != c):
         raise EpropGenError(f"model '{ir.name}', port '{rule.port}': event-driven e-prop with a coupled "
@@ -107,7 +109,7 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory) -> ReplayPla
     decay = [f"eps[{r}] *= pow({coef(P[r, r])}, (double)n_decay);" for r in range(k)]
     decay += [f"tr[{n}] *= pow({coef(_own_factor(t))}, (double)n_decay);" for n, t in enumerate(synaptic)]
 
-    setup += [f"const double {key} = {pr(expr)};" for expr, key in coefficient.items()]
+    setup += [f"const double {name} = pop->coeff[{k}][i];" for k, name in sorted(slots.items())]
     cutoff = pr(learning.cutoff) if learning.cutoff is not None else "INFINITY"
     read = learning.gradient.free_symbols | {s for t in synaptic for s in t.update.free_symbols}
     history = [f"const double {name} = hist->{field}[row];"

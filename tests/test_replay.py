@@ -2,6 +2,7 @@
 section) against our NEST-bitwise numpy reference of eprop_synapse (tests/eprop_ref/numpy_event.py),
 on synthetic histories: random psi, L, R and random event stamps with flush events, every optimizer
 mode. This checks what the compiler generates, independently of the network engine."""
+import ctypes
 import math
 
 import numpy as np
@@ -68,6 +69,11 @@ def run_both(model_name, kind, cfg, seed):
     synapses = plasticity.PlasticSynapses(N_TARGETS, eps_size, n_traces, w0, optimizer)
     replay = plasticity.REPLAY_KERNEL(model.kernel_address("replay_spikes"))
     view = pop._model_view
+    # the contract: prepare() (coefficients from the parameters, as the engine runs at every
+    # simulate call) before any replay
+    prepare = ctypes.CFUNCTYPE(None, ctypes.POINTER(type(view)), ctypes.c_int64, ctypes.c_int64)(
+        model.kernel_address("prepare"))
+    prepare(view, 0, N_TARGETS)
     for s, flush in stamps:
         for q in range(N_TARGETS):
             replay(view, history.view, synapses.view, q, q, s, int(flush))

@@ -537,7 +537,6 @@ def test_a_few_hundred_neurons_learn_the_sine_task():
     loss = run.result.loss
     print(f"\nloss {loss[0]:.2f} -> {loss[-1]:.2f} in {run.seconds:.1f} s")
     assert loss[-1] * 10 <= loss[0], loss
-    assert run.seconds < 60
 
 
 # ------------------------------------------------------------------------------------------

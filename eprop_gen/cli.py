@@ -102,16 +102,15 @@ def list_models() -> None:
 
 
 @main.command()
-@click.option("-n", "--neurons", default=2000, show_default=True, help="Recurrent neurons.")
-@click.option("-t", "--time", "t_ms", default=1000.0, show_default=True, help="Simulated time in ms.")
+@click.option("-i", "--iterations", default=30, show_default=True, help="Training iterations (sequences).")
 @click.option("--threads", default=2, show_default=True, help="OpenMP threads.")
 @click.option("--seed", default=1, show_default=True)
-def demo(neurons: int, t_ms: float, threads: int, seed: int) -> None:
-    """Compile the shipped iaf_psc_exp model and run a sparse recurrent excitatory-inhibitory
-    network driven by Poisson input; print rates, timing and where the generated code is."""
+def demo(iterations: int, threads: int, seed: int) -> None:
+    """Train a recurrent spiking network (300 eprop_iaf neurons, the shipped NEST-equivalent model)
+    with event-driven e-prop on sine-wave pattern generation, offline, and print the loss falling."""
     from .demo import run_demo
     try:
-        run_demo(neurons=neurons, t_ms=t_ms, threads=threads, seed=seed, echo=click.echo)
+        run_demo(iterations=iterations, threads=threads, seed=seed, echo=click.echo)
     except EpropGenError as e:
         _fail(e)
 

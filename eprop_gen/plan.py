@@ -111,6 +111,13 @@ def plan_kernel(solution: Solution) -> KernelPlan:
     for n in _exact_names(solution) + list(solution.numeric_states):
         update.append(f"s_{n} = n_{n};")
 
+    # 1b. adaptation: the previous step's spike increments after this step's decay (a = rho a + c z),
+    #     NEST's order; like spike input, it is lost for a state held while refractory
+    for a in (ir.spike.adaptation if ir.spike else ()):
+        jump = sp.simplify(a.value - ir.state(a.target).symbol)
+        line = f"if (pop->spiked[i] == 1) s_{a.target} += {term(jump)};"
+        update.append(f"if (!refractory_now) {{ {line} }}" if refractory and a.target in held else line)
+
     # 2. spike input (summed weights of this step)
     for k, port in enumerate(ir.spike_ports):
         gain = sp.diff(port.increment, WEIGHT)
@@ -130,7 +137,7 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         update.append("pop->spiked[i] = 0;")
         guard = "can_spike && " if refractory else ""
         update.append(f"if ({guard}({pr(ir.spike.condition)})) {{")
-        for a in ir.spike.reset + ir.spike.adaptation:
+        for a in ir.spike.reset:
             update.append(f"    s_{a.target} = {pr(a.value)};")
         if refractory:
             steps = sp.Function("llround")(ir.spike.refractory_period / H)
@@ -323,7 +330,7 @@ def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:
         if ir.learning.regularisation is not None:
             exprs.append(ir.learning.regularisation)
     if ir.spike is not None:
-        exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset + ir.spike.adaptation]
+        exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset]
         if ir.spike.surrogate is not None:
             exprs.append(ir.spike.surrogate.expression)
     return set().union(*(e.free_symbols for e in exprs)) if exprs else set()

@@ -42,17 +42,16 @@ def test_adaptive_threshold_gives_bellec_second_component():
     rule = r["spikes"]
     assert rule.hidden == ("V_m", "a")
     alpha, rho, beta = sp.exp(-H / sym("tau_m")), sp.exp(-H / sym("tau_a")), sym("beta")
-    # eps_v <- alpha eps_v + z ; eps_a <- rho (psi eps_v + (1 - beta psi) eps_a)   (a += 1 after decay)
-    assert same(rule.propagation, [[alpha, 0], [rho * PSI, rho * (1 - beta * PSI)]])
+    # eps_v <- alpha eps_v + z ; eps_a <- psi eps_v + (rho - beta psi) eps_a   (Bellec et al. 2020)
+    assert same(rule.propagation, [[alpha, 0], [PSI, rho - beta * PSI]])
     assert same(rule.injection, [[1], [0]])
     assert same(rule.trace, [[PSI, -beta * PSI]])                      # e = psi (eps_v - beta eps_a)
 
 
-def test_nest_adaptation_order_is_expressible():
-    """NEST's eprop_iaf_adapt adds the spike after the decay (a = rho a + z): with the jump 1/rho
-    the derived rule is NEST's eps <- rho eps + e."""
-    text = (EXAMPLES / "adaptive_lif.eprop").read_text().replace("adaptation: a += 1", "adaptation: a += exp(dt / tau_a)")
-    _, r = rules(text)
+def test_adaptation_gives_nests_rule():
+    """The jump lands after the next decay (a = rho a + z, NEST's eprop_iaf_adapt): the derived rule
+    is NEST's eps <- rho eps + e."""
+    _, r = rules(EXAMPLES / "adaptive_lif.eprop")
     rule = r["spikes"]
     # eps_a[n+1] = rho eps_a[n] + e[n]   (NEST: e = psi (zbar - beta eps); eps = rho eps + e)
     expected = sp.Matrix([[0, sp.exp(-H / sym("tau_a"))]]) + rule.trace
@@ -114,8 +113,8 @@ def test_dt_is_the_simulation_step_in_generated_code(tmp_path, monkeypatch):
         first = times[0]
         net2 = eg.Network(dt=dt)
         probe = net2.add_population(model, 1, params={"I_e": 2000.0, "t_ref": 0.0})
-        net2.simulate(first)
-        # right after the first spike: the jump exp(dt / tau_a), not yet decayed
+        net2.simulate(first + dt)
+        # one step after the first spike: the jump exp(dt / tau_a) (it lands after that step's decay)
         assert probe.get("a")[0] == pytest.approx(float(sp.exp(dt / 200.0)), rel=1e-14)
 
 

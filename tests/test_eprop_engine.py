@@ -243,9 +243,9 @@ def config(model="eprop_iaf", seq=200, **overrides) -> ne.EventConfig:
 
 
 def adaptation_active(cfg: ne.EventConfig) -> bool:
-    """Our adaptive kernels add exp(dt/tau_a) at the spike and decay afterwards, NEST adds 1 after
-    the decay: the same dynamics, but the last bits of the adaptation (hence psi) differ, so
-    these runs agree to ~1e-13, not bitwise (docs/design/learning.md, known differences)."""
+    """With active adaptation the pseudo-derivative's distance is evaluated as (V - V_th) - beta a in
+    our kernel and as u - (theta + beta a) in NEST (sympy orders the sum canonically): last-bit
+    differences in psi, so these runs agree to ~1e-13, not bitwise (docs/design/learning.md)."""
     return cfg.model.endswith("adapt") and cfg.adapt_beta != 0.0
 
 

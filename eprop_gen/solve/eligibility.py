@@ -2,17 +2,19 @@
 
 One step of the model (plan.py's order) is, for the states h after step n:
     h~[n+1] = P(dt) h[n] + (inputs)            propagation of the exactly solved part
+              + c * z[n]                      adaptation jump of the previous step's spike (kept)
               + gain * x[n+1] at the port's target        spike input of step n+1
     z[n+1]  = H(dist(h~[n+1]))                 threshold, with pseudo-derivative psi = dH/d dist
-    h[n+1]  = reset(h~[n+1]) + c * z[n+1]      reset (gradient stopped) and adaptation jumps c (kept)
+    h[n+1]  = reset(h~[n+1])                   reset (gradient stopped, Bellec et al.)
 
 The eligibility vector is eps[n] = d h~[n] / dW_ji along the neuron's own dynamics, so
-    eps[n+1] = P (I + c psi[n] d dist/dh) eps[n] + gain * e_target * z_i[n+1]
+    eps[n+1] = (P + c psi[n] d dist/dh) eps[n] + gain * e_target * z_i[n+1]
     e[n]     = psi[n] * d dist/dh . eps[n]                (spiking neurons)
     e[n]     = d output/dh . eps[n]                       (non-spiking readouts: d y / dW)
-For a LIF neuron this is zbar <- alpha zbar + z_i, e = psi zbar; for an adaptive threshold it gives
-Bellec's second component eps_a <- rho (psi eps_v + (1 - beta psi) eps_a); for a readout the
-filtered presynaptic trace. Nothing here is written per model.
+For a LIF neuron this is zbar <- alpha zbar + z_i, e = psi zbar; for an adaptive threshold with
+`adaptation: a += 1` it gives Bellec's second component eps_a <- psi eps_v + (rho - beta psi) eps_a,
+i.e. NEST's eps = rho eps + e; for a readout the filtered presynaptic trace. Nothing here is written
+per model.
 """
 from __future__ import annotations
 
@@ -66,8 +68,9 @@ def _rule(ir: ModelIR, linear, port) -> EligibilityRule | Unsupported:
     jumps = sp.Matrix([_adaptation_jump(ir, n) for n in hidden])            # c
     spiking = ir.is_spiking
     through_spike = jumps * gradient * PSI if spiking else sp.zeros(len(hidden), len(hidden))
-    # the step map is taken over one step: the built-in dt is the propagation interval h
-    propagation = (P * (sp.eye(len(hidden)) + through_spike)).subs(DT, H).applyfunc(sp.simplify)
+    # the adaptation jump of step n's spike lands after step n+1's propagation: J = P + c psi d dist
+    # (the built-in dt is the propagation interval h of the step map)
+    propagation = (P + through_spike).subs(DT, H).applyfunc(sp.simplify)
     gain = sp.diff(port.increment, WEIGHT)
     injection = sp.Matrix([gain if n == port.target else 0 for n in hidden])
     trace = gradient * PSI if spiking else gradient

@@ -8,7 +8,7 @@ import sympy as sp
 from lark import Token, Tree
 
 from .errors import Diagnostic, ModelError, Span, did_you_mean
-from .ir import (DT, E_TRACE, LEARNING_SIGNAL, OWN_SPIKE, REGULARISATION, SURROGATE_FUNCTIONS, UNITS, WEIGHT,
+from .ir import (DT, E_TRACE, INTERVAL_SPIKES, INTERVAL_STEPS, LEARNING_SIGNAL, OWN_SPIKE, REGULARISATION, SURROGATE_FUNCTIONS, UNITS, WEIGHT,
                  Assignment, CurrentPort, LearningRule, ModelAST, ModelIR, NumericScheme, Parameter, SpikePort,
                  SpikeRule, StateVariable, Surrogate, Trace)
 from .solve.eligibility import PSI
@@ -339,11 +339,18 @@ class _Checker:
         regularisation = None
         if decl.regularisation is not None:
             tree, span = decl.regularisation
-            regularisation = self.expr(tree, scope, what)
+            interval = {"interval_spikes": INTERVAL_SPIKES, "interval_steps": INTERVAL_STEPS}
+            regularisation = self.expr(tree, {**scope, **interval},
+                                       what + " (the regularisation also interval_spikes, interval_steps)")
             synaptic = {traces[n] for n in per_synapse} | {E_TRACE}
-            if regularisation.free_symbols & synaptic:
+            reads = regularisation.free_symbols
+            if reads & synaptic:
                 self.error("E117", "the regularisation is a per-neuron signal and cannot use e or per-synapse traces",
                            span, "use per-neuron traces (e.g. a filtered rate of z)")
+            elif reads & set(interval.values()) and reads - set(param_symbols.values()) - set(interval.values()) - {DT}:
+                self.error("E117", "a regularisation per update interval (interval_spikes, interval_steps) "
+                           "can only use parameters and dt besides them", span,
+                           "either per step (traces of z) or per interval, not both")
         cutoff = flush = None
         if decl.cutoff is not None:
             cutoff = self.expr(decl.cutoff[0], param_symbols, "a cutoff uses parameters (ms)")

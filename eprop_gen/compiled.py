@@ -35,6 +35,8 @@ class CompiledModel:
     # spike ports whose plastic synapses the generated replay kernels serve, with the sizes of the
     # per-synapse eligibility vector and declared traces: {port: (eligibility size, trace count)}
     learning_ports: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # the model's regularisation is one value per update interval: only the time-driven engine
+    regularisation_per_interval: bool = False
 
     @property
     def recordables(self) -> tuple[str, ...]:
@@ -42,7 +44,7 @@ class CompiledModel:
         return self.states + self.observables
 
     def kernel_address(self, which: str) -> int:
-        """Address of eg_<name>_<which> ('prepare', 'update' or 'replay_<port>') for the engine."""
+        """Address of eg_<name>_<which> ('prepare', 'update', 'replay_<port>', 'interval_<port>')."""
         fn = getattr(self.library, f"eg_{self.name}_{which}")
         return ctypes.cast(fn, ctypes.c_void_p).value
 

@@ -82,6 +82,7 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
         library_path=result.library_path, source_path=result.source_dir / "model.cpp",
         library=library, summary=summary, observables=plan.observables,
         learning_ports={r.port: (r.eps_size, len(r.traces)) for r in plan.replays},
+        regularisation_per_interval=any(r.regularisation_per_interval for r in plan.replays),
     )
 
 

@@ -172,6 +172,10 @@ E_TRACE = sp.Symbol("e", real=True)            # the derived eligibility trace o
 LEARNING_SIGNAL = sp.Symbol("L", real=True)    # per neuron and step (a readout's own error)
 REGULARISATION = sp.Symbol("R", real=True)     # the value of `regularisation:`
 OWN_SPIKE = sp.Symbol("z", real=True)          # 1 in a step the neuron spiked
+# regularisation per update interval (time-driven e-prop, Bellec et al. 2020): the neuron's spike
+# count in the interval and the interval's length in steps
+INTERVAL_SPIKES = sp.Symbol("interval_spikes", real=True)
+INTERVAL_STEPS = sp.Symbol("interval_steps", real=True)
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,13 @@ class LearningRule:
     # ms; a neuron silent for this long sends a flush event, which replays its outgoing plastic
     # synapses' windows so far without transmitting anything (NEST's flush_event_send_interval)
     flush: sp.Expr | None = None
+
+    @property
+    def regularisation_per_interval(self) -> bool:
+        """True when R is one value per update interval (it reads interval_spikes/interval_steps):
+        only the time-driven engine has intervals."""
+        return self.regularisation is not None and bool(
+            self.regularisation.free_symbols & {INTERVAL_SPIKES, INTERVAL_STEPS})
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,9 @@ def neuron_traces(ir: ModelIR) -> list:
 
 def _neuron_learning_lines(ir: ModelIR, printer: _Printer, observables: list[str]) -> list[str]:
     traces = neuron_traces(ir)
-    if not traces and (ir.learning is None or ir.learning.regularisation is None):
+    per_step_regularisation = (ir.learning is not None and ir.learning.regularisation is not None
+                               and not ir.learning.regularisation_per_interval)
+    if not traces and not per_step_regularisation:
         return []
     rows = {}
     for t in traces:
@@ -222,7 +224,7 @@ def _neuron_learning_lines(ir: ModelIR, printer: _Printer, observables: list[str
     lines += [f"    const double lt_{t.name} = pop->state[{rows[t.name]}][i];" for t in traces]
     lines += [f"    const double new_{t.name} = {learning_printer.doprint(t.update)};" for t in traces]
     lines += [f"    pop->state[{rows[t.name]}][i] = new_{t.name};" for t in traces]
-    if ir.learning.regularisation is not None:
+    if per_step_regularisation:            # (a per-interval R is computed by the interval replay)
         observables.append("R")
         after = _Printer({**local, **{t.symbol: f"new_{t.name}" for t in traces}})
         lines.append(f"    pop->state[{len(ir.states) + len(observables) - 1}][i] = "
@@ -327,7 +329,7 @@ def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:
         exprs.append(ir.output)
     if ir.learning is not None:
         exprs += [t.update for t in neuron_traces(ir)]
-        if ir.learning.regularisation is not None:
+        if ir.learning.regularisation is not None and not ir.learning.regularisation_per_interval:
             exprs.append(ir.learning.regularisation)
     if ir.spike is not None:
         exprs += [ir.spike.condition] + [a.value for a in ir.spike.reset]

@@ -1,6 +1,11 @@
 """plan (learning part): derived eligibility + the model's `learning:` section -> replay kernel lines.
 
-One replay kernel per (model, spike port). It runs NEST 3.10's event-driven schedule (spec 4.2-4.3):
+Two kernels per (model, spike port), sharing the per-step lines below: the event-driven replay and
+the time-driven interval replay (Bellec et al. 2020 / NEST's bsshslm: history entries [t_trig, b) of
+one update interval, traces from 0, each arrival entering at its stamp; returns the interval's
+gradient, the engine runs the schedule and the optimizer).
+
+The event-driven replay It runs NEST 3.10's event-driven schedule (spec 4.2-4.3):
 the event with stamp s of a synapse replays its target's history over [t_last - 1, s - 2], at most the
 cutoff's number of steps, decays the rest, and calls the optimizer. Per replayed step m:
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import EpropGenError
-from .ir import DT, E_TRACE, LEARNING_SIGNAL, REGULARISATION, ModelIR
+from .ir import DT, E_TRACE, INTERVAL_SPIKES, INTERVAL_STEPS, LEARNING_SIGNAL, REGULARISATION, ModelIR
 from .solve import Solution
 from .solve.eligibility import PSI, EligibilityRule
 from .solve.propagators import H
@@ -41,6 +46,9 @@ class ReplayPlan:
     step_lines: tuple[str, ...]       # one replayed step (zin and the history loads in scope; defines g)
     decay_lines: tuple[str, ...]      # n_decay skipped steps
     cutoff: str                       # C expression of the cutoff in ms (may be INFINITY)
+    interval_history_lines: tuple[str, ...]   # the loads of the interval replay (R per step or not)
+    interval_setup_lines: tuple[str, ...]     # R of the interval when it is one value per interval
+    regularisation_per_interval: bool
 
 
 def plan_replays(solution: Solution, printer_factory, coefficient_slot) -> tuple[ReplayPlan, ...]:
@@ -70,7 +78,8 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     pc = _column_through_trace(jump, gradient_row)
 
     names = {p.symbol: f"p_{p.name}" for p in ir.parameters}
-    names.update({DT: "dt", PSI: "psi", LEARNING_SIGNAL: "L", REGULARISATION: "R", E_TRACE: "e"})
+    names.update({DT: "dt", PSI: "psi", LEARNING_SIGNAL: "L", REGULARISATION: "R", E_TRACE: "e",
+                  INTERVAL_SPIKES: "r->interval_spikes", INTERVAL_STEPS: "r->interval_steps"})
     names.update({e: f"eps[{n}]" for n, e in enumerate(eps)})
     names.update({t.symbol: f"tr[{n}]" for n, t in enumerate(synaptic)})
     pr = printer_factory(names).doprint
@@ -116,8 +125,15 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
                for symbol, name, field in ((PSI, "psi", "psi"), (LEARNING_SIGNAL, "L", "learning_signal"),
                                            (REGULARISATION, "R", "regularisation"))
                if symbol in read or (symbol == PSI and rule.spiking)]
+    per_interval = learning.regularisation_per_interval
+    interval_setup = []
+    if per_interval:
+        # (printed as written: NEST's c_reg * (n / U - f) / U, then times each step's e)
+        interval_setup.append(f"const double R = {pr(learning.regularisation)};")
+    interval_history = [line for line in history if not (per_interval and line.startswith("const double R "))]
     return ReplayPlan(ir.name, rule.port, rule.hidden, tuple(t.name for t in synaptic), k,
-                      max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff)
+                      max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff,
+                      tuple(interval_history), tuple(interval_setup), per_interval)
 
 
 def _column_through_trace(jump: sp.Matrix, row: sp.Matrix) -> sp.Matrix:

@@ -22,7 +22,9 @@ Timing (the same as NEST 3.10's event-driven e-prop, /work/shared/eprop-spec.md 
 from __future__ import annotations
 
 import ctypes
+import math
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +34,50 @@ from .plasticity import ADAM, Optimizer, PlasticSynapses
 
 DEFAULT_HISTORY_STEPS = 4096        # rows of a population's history ring (see Network)
 MIN_HISTORY_STEPS = 2               # row n-1 receives its learning signal while row n is written
+LOSSES = ("mean_squared_error", "cross_entropy")
+
+
+@dataclass(frozen=True)
+class TimeDriven:
+    """The time-driven e-prop engine's schedule (Bellec et al. 2020; NEST's *_bsshslm_2020).
+
+    The task is cut into update intervals of `update_interval` ms (one sequence each). A learning
+    population's intervals start `offset` steps after the input's (a readout's offset + 1: the
+    spikes need one step per hop), i.e. at steps offset + k U; there its neurons are reset to their
+    initial state (reset_neurons). A plastic synapse's gradient is summed over a whole interval with
+    traces starting at 0, and its weight changes once per interval, at its first event after it
+    (the optimizer's batch_size counts intervals). Readout errors count in the last
+    `learning_window` ms of each interval only. average_gradient divides an interval's gradient by
+    the learning window's length in steps.
+    """
+    update_interval: float = 1000.0
+    learning_window: float | None = None       # ms; None: the whole interval
+    offset: int = 2                            # steps (NEST: generator -> parrot -> neuron)
+    reset_neurons: bool = True
+    average_gradient: bool = False
+
+    def steps(self, dt: float) -> tuple[int, int]:
+        """(U, LW) in steps; ValueError unless both are positive multiples of dt with LW <= U."""
+        u = _whole_steps(self.update_interval, dt, "update_interval")
+        lw = u if self.learning_window is None else _whole_steps(self.learning_window, dt, "learning_window")
+        if lw > u:
+            raise ValueError(f"time_driven: learning_window ({self.learning_window} ms) must not exceed "
+                             f"update_interval ({self.update_interval} ms)")
+        if not (isinstance(self.offset, numbers.Integral) and self.offset >= 0):
+            raise ValueError(f"time_driven: offset must be a whole number of steps >= 0, got {self.offset!r}")
+        return u, lw
+
+
+def time_driven(**options) -> TimeDriven:
+    """The time-driven engine: eg.Network(..., learning=eg.time_driven(update_interval=...))."""
+    return TimeDriven(**options)
+
+
+def _whole_steps(ms, dt: float, what: str) -> int:
+    steps = ms / dt if isinstance(ms, numbers.Real) else math.nan
+    if not (math.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-6):
+        raise ValueError(f"time_driven: {what} must be a positive multiple of dt = {dt} ms, got {ms!r}")
+    return int(round(steps))
 
 
 def history_steps(value) -> int:
@@ -52,18 +98,31 @@ class Archive:
         self.output_state = recordables.index("y") if "y" in observables else -1
         self.target = np.zeros((0, pop.n), REAL)
         self.window = np.zeros((0, pop.n), REAL)
+        self.loss = LOSSES[0]
+        self.spike_count = None             # time-driven engine: see use_intervals
+        self.interval_spikes = None
+
+    def use_intervals(self, update_interval: int) -> None:
+        """Time-driven engine: spike counts per interval, for every interval the history reaches."""
+        slots = self.history.psi.shape[0] // update_interval + 2
+        self.spike_count = np.zeros(self.pop.n, np.int64)
+        self.interval_spikes = np.zeros((slots, self.pop.n), np.int64)
 
     @property
     def is_readout(self) -> bool:
         return self.output_state >= 0
 
     def engine_struct(self, keep: list) -> native.EgArchive:
-        keep += [self.history, self.target, self.window]
+        keep += [self.history, self.target, self.window, self.spike_count, self.interval_spikes]
         return native.EgArchive(
             pop=self.pop.index, psi_state=self.psi_state, reg_state=self.reg_state,
             output_state=self.output_state, history=ctypes.addressof(self.history.view),
             target_rows=self.target.shape[0], target=pointer(self.target, native.c_real),
-            window_rows=self.window.shape[0], window=pointer(self.window, native.c_real))
+            window_rows=self.window.shape[0], window=pointer(self.window, native.c_real),
+            softmax=int(self.loss == "cross_entropy"),
+            spike_count=pointer(self.spike_count, ctypes.c_int64),
+            interval_spikes=pointer(self.interval_spikes, ctypes.c_int64),
+            count_slots=0 if self.interval_spikes is None else self.interval_spikes.shape[0])
 
 
 def per_step_values(values, n: int, what: str) -> np.ndarray:
@@ -104,12 +163,14 @@ class Feedback:
 class PlasticState:
     """The plastic part of a projection: synapse state (owning the weights) and replay kernel."""
 
-    def __init__(self, projection, weights: np.ndarray, optimizer: Optimizer):
+    def __init__(self, projection, weights: np.ndarray, optimizer: Optimizer, update_interval: int = 0):
         check_optimizer(optimizer)
         model, port = projection.target.model, projection.port
         eligibility_size, n_traces = model.learning_ports[port]
-        self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer)
+        self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer,
+                                        update_interval)
         self.replay = model.kernel_address(f"replay_{port}")
+        self.interval = model.kernel_address(f"interval_{port}")
         self.optimizer = optimizer
 
     def set_optimizer(self, optimizer: Optimizer) -> None:

@@ -26,7 +26,7 @@ c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 3
+ENGINE_ABI = 4
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -66,6 +66,12 @@ class EgEnginePop(ctypes.Structure):           # eg_engine_pop (engine.cpp)
         ("flush_count", ctypes.c_int64),
         ("flush_step", c_int64_p),
         ("flush_sender", c_int64_p),
+        ("interval_offset", ctypes.c_int64),    # time-driven engine only, from here on
+        ("n_states", ctypes.c_int32),
+        ("reserved", ctypes.c_int32),
+        ("initial_state", c_real_pp),
+        ("spike_flags", c_uint8_p),
+        ("flag_capacity", ctypes.c_int64),
     ]
 
 
@@ -81,6 +87,7 @@ class EgProjection(ctypes.Structure):          # eg_projection
         ("delay", c_int32_p),
         ("plastic", ctypes.c_void_p),     # eg_plastic* (plasticity.EgPlastic), NULL: static
         ("replay", KERNEL),               # eg_replay_kernel of the target model's port
+        ("interval", KERNEL),             # eg_interval_kernel of the same (time-driven engine)
         ("max_delay", ctypes.c_int64),
     ]
 
@@ -96,6 +103,11 @@ class EgArchive(ctypes.Structure):             # eg_archive
         ("target", c_real_p),
         ("window_rows", ctypes.c_int64),
         ("window", c_real_p),
+        ("softmax", ctypes.c_int32),
+        ("reserved", ctypes.c_int32),
+        ("spike_count", c_int64_p),       # time-driven engine only
+        ("interval_spikes", c_int64_p),
+        ("count_slots", ctypes.c_int64),
     ]
 
 
@@ -148,13 +160,17 @@ class EgNetwork(ctypes.Structure):             # eg_network
         ("n_projections_at_previous_step", ctypes.c_int64),
         ("error_code", ctypes.c_int64),
         ("error_info", ctypes.c_int64 * 4),
+        ("update_interval", ctypes.c_int64),    # time-driven engine: U steps; 0 = event-driven
+        ("learning_window", ctypes.c_int64),
+        ("reset_neurons", ctypes.c_int32),
+        ("average_gradient", ctypes.c_int32),
     ]
 
 
 MIRRORED_STRUCTS = (EgPopulation, EgEnginePop, EgProjection, EgCurrentSource, EgStateRecorder,
                     EgNetwork, EgArchive, EgFeedback)
 # Mirrored in plasticity.py (which imports this module); their sizes follow those above.
-LEARNING_STRUCT_NAMES = ("EgHistory", "EgPlastic")
+LEARNING_STRUCT_NAMES = ("EgHistory", "EgPlastic", "EgIntervalReplay")
 
 
 def pointer(array: np.ndarray | None, ctype):
@@ -181,7 +197,7 @@ def template_dir() -> Path:
     return resource_dir("templates") / "cpp"
 
 
-ENGINE_SOURCES = ("engine.cpp", "eg_runtime.h", "eg_eprop.h", "eg_optimizer.h")
+ENGINE_SOURCES = ("engine.cpp", "engine_learning.h", "eg_runtime.h", "eg_eprop.h", "eg_optimizer.h")
 # The engine itself only adds and multiplies, but its sums must stay NEST's: no FMA contraction.
 ENGINE_FLAGS = ("-ffp-contract=off",)
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..compiled import CompiledModel
 from . import learning, native
+from .learning import TimeDriven, history_steps as checked_history_steps
 from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
 from .plasticity import Optimizer
 from .native import REAL, pointer
@@ -32,13 +33,13 @@ class Projection:
     flush applies the per-step updates up to its time, spec §4.6)."""
 
     def __init__(self, index: int, source: AnyPopulation, target: Population, port: str,
-                 synapses: Synapses, plasticity: Optimizer | None = None):
+                 synapses: Synapses, plasticity: Optimizer | None = None, update_interval: int = 0):
         self.index, self.source, self.target, self.port = index, source, target, port
         self.port_index = target.model.spike_ports.index(port)
         self._syn = synapses
         self._plastic = None
         if plasticity is not None:
-            self._plastic = learning.PlasticState(self, synapses.weights, plasticity)
+            self._plastic = learning.PlasticState(self, synapses.weights, plasticity, update_interval)
             synapses.weights = self._plastic.synapses.weight   # one array: read, set, learned
 
     def __repr__(self):
@@ -98,6 +99,7 @@ class Projection:
             delay=pointer(s.delays, ctypes.c_int32),
             plastic=ctypes.addressof(plastic.synapses.view) if plastic else None,
             replay=plastic.replay if plastic else None,
+            interval=plastic.interval if plastic else None,
             max_delay=s.max_delay)
 
 
@@ -165,10 +167,14 @@ class Network:
     history_steps: how many steps of e-prop history every learning population keeps (a ring; a
     replay that needs an older step stops the simulation with an error). It must exceed the
     longest interval between two events of any plastic synapse (plus its delay).
+    learning: None for the event-driven e-prop engine (NEST's eprop_synapse), or
+    eg.time_driven(update_interval=..., ...) for the time-driven one (Bellec et al. 2020, NEST's
+    *_bsshslm_2020); the same models and projections run in both.
     """
 
     def __init__(self, dt: float = 0.1, threads: int = 1, seed: int = 0,
-                 history_steps: int = learning.DEFAULT_HISTORY_STEPS):
+                 history_steps: int = learning.DEFAULT_HISTORY_STEPS,
+                 learning: TimeDriven | None = None):
         if not (isinstance(dt, numbers.Real) and dt > 0 and np.isfinite(dt)):
             raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
         if not isinstance(seed, numbers.Integral) or seed < 0:
@@ -181,7 +187,19 @@ class Network:
         self.projections: list[Projection] = []
         self._currents: list[_CurrentSource] = []
         self._recorders: dict[int, _StateRecorder] = {}
-        self.history_steps = learning.history_steps(history_steps)
+        self.history_steps = checked_history_steps(history_steps)
+        self.learning = learning
+        self._interval_steps = (0, 0)                   # (U, LW) of the time-driven engine
+        if learning is not None:
+            if not isinstance(learning, TimeDriven):
+                raise ValueError(f"learning must be None (event-driven) or eg.time_driven(...), "
+                                 f"got {learning!r}")
+            self._interval_steps = learning.steps(self.dt)
+            needed = self._interval_steps[0] + learning.offset + 4
+            if self.history_steps < needed:
+                raise ValueError(f"history_steps must be at least update_interval + offset + 4 = "
+                                 f"{needed} steps for the time-driven engine, got {self.history_steps}")
+        self._spike_flags: dict[int, np.ndarray] = {}         # time-driven: by source population
         self._archives: dict[int, learning.Archive] = {}     # by population index
         self._feedbacks: list[learning.Feedback] = []
         # the spikes of the last step run are delivered at the start of the next one, through the
@@ -241,11 +259,17 @@ class Network:
             raise ValueError(f"connect: port '{port}' of model '{target.model.name}' has no learning "
                              f"rule (ports with one: {', '.join(target.model.learning_ports) or 'none'}"
                              f"); give the model a learning: section or connect without plasticity")
+        if (plasticity is not None and self.learning is None
+                and target.model.regularisation_per_interval):
+            raise ValueError(f"connect: model '{target.model.name}' regularises per update interval "
+                             f"(interval_spikes), which only the time-driven engine has; create the "
+                             f"network with learning=eg.time_driven(update_interval=...)")
         index = len(self.projections)
         synapses = draw_synapses(rule, n_source=source.n, n_target=target.n,
                                  same_population=source is target, weight=weight, delay=delay,
                                  seed=self.seed, projection=index)
-        projection = Projection(index, source, target, port, synapses, plasticity)
+        projection = Projection(index, source, target, port, synapses, plasticity,
+                                update_interval=self._interval_steps[0])
         if plasticity is not None:
             self._archive(target)
         target._ensure_ring_slots(projection.port_index, synapses.max_delay + 1, self.step)
@@ -301,12 +325,19 @@ class Network:
 
     # -- learning ----------------------------------------------------------------------------
 
-    def add_target(self, readout: Population, values) -> None:
+    def add_target(self, readout: Population, values, loss: str = "mean_squared_error") -> None:
         """The target y* of a readout, per step: values[k] (shape (steps,) or (steps, n)) is used
         in step k, the last row in every later step (NEST: a target amplitude set at T ms is
-        used from step T/dt on). Replaces an earlier target."""
-        self._readout_archive(readout, "add_target").target = \
-            learning.per_step_values(values, readout.n, "add_target")
+        used from step T/dt on). Replaces an earlier target.
+
+        loss: "mean_squared_error" (error y - y*) or "cross_entropy" (y is first normalised by a
+        softmax over the readout population, the error of softmax cross-entropy with the one-hot or
+        probability target y*)."""
+        if loss not in learning.LOSSES:
+            raise ValueError(f"add_target: loss must be one of {', '.join(learning.LOSSES)}, got {loss!r}")
+        archive = self._readout_archive(readout, "add_target")
+        archive.target = learning.per_step_values(values, readout.n, "add_target")
+        archive.loss = loss
 
     def add_learning_window(self, readout: Population, values) -> None:
         """The learning window lambda of a readout, per step like add_target (default: 1 in every
@@ -326,7 +357,10 @@ class Network:
 
     def _archive(self, pop: Population) -> learning.Archive:
         if pop.index not in self._archives:
-            self._archives[pop.index] = learning.Archive(pop, self.history_steps)
+            archive = learning.Archive(pop, self.history_steps)
+            if self.learning is not None:
+                archive.use_intervals(self._interval_steps[0])
+            self._archives[pop.index] = archive
         return self._archives[pop.index]
 
     def _readout_archive(self, readout: Population, what: str) -> learning.Archive:
@@ -389,6 +423,8 @@ class Network:
                                n_feedbacks=len(self._feedbacks), archives=archives,
                                feedbacks=feedbacks,
                                n_projections_at_previous_step=self._projections_at_last_step)
+        if self.learning is not None:
+            self._time_driven_fields(net, pops, keep)
         done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
         for i, pop in enumerate(self.populations):
             if isinstance(pop, Population):
@@ -402,6 +438,36 @@ class Network:
         if done < 1 and n_steps > 0:
             raise RuntimeError("internal error: the engine made no progress")
         return done
+
+    def _time_driven_fields(self, net, pops, keep: list) -> None:
+        """The time-driven engine's part of the structs: schedule, per-population offsets, the
+        initial states an interval start restores, spike flags of plastic projections' sources."""
+        U, LW = self._interval_steps
+        net.update_interval, net.learning_window = U, LW
+        net.reset_neurons = int(self.learning.reset_neurons)
+        net.average_gradient = int(self.learning.average_gradient)
+        for index, archive in self._archives.items():
+            pop, struct = archive.pop, pops[index]
+            struct.interval_offset = self.learning.offset + int(archive.is_readout)
+            initial = pop.model.initial_state({k: pop._param[i].copy()
+                                               for i, k in enumerate(pop.model.params)})
+            rows = [np.ascontiguousarray(np.broadcast_to(np.asarray(initial.get(name, pop._state[k]), REAL),
+                                                         (pop.n,)))
+                    for k, name in enumerate(pop.model.states)]
+            table = native.pointer_table(rows, native.c_real)
+            keep += [rows, table]
+            struct.n_states = len(rows)
+            struct.initial_state = ctypes.cast(table, native.c_real_pp)
+        for proj in self.projections:
+            if proj.plasticity is None:
+                continue
+            source = proj.source
+            if source.index not in self._spike_flags:
+                self._spike_flags[source.index] = np.zeros((self.history_steps, source.n), np.uint8)
+            flags = self._spike_flags[source.index]
+            keep.append(flags)
+            pops[source.index].spike_flags = pointer(flags, ctypes.c_uint8)
+            pops[source.index].flag_capacity = flags.shape[0]
 
     # -- results -----------------------------------------------------------------------------
 

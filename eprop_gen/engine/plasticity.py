@@ -44,7 +44,15 @@ class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
                 ("c_rem", ctypes.POINTER(ctypes.c_int64)), ("n_decay", ctypes.POINTER(ctypes.c_int64)),
                 ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
                 ("weight", native.c_real_p), ("opt", ctypes.POINTER(EgOptimizerState)),
-                ("optimizer", ctypes.POINTER(EgOptimizer)), ("optimize_each_step", ctypes.c_int32)]
+                ("optimizer", ctypes.POINTER(EgOptimizer)), ("optimize_each_step", ctypes.c_int32),
+                ("t_trig", ctypes.POINTER(ctypes.c_int64)), ("t_next_upd", ctypes.POINTER(ctypes.c_int64))]
+
+
+class EgIntervalReplay(ctypes.Structure):      # eg_interval_replay (eg_eprop.h); built by the engine
+    _fields_ = [("t_trig", ctypes.c_int64), ("b", ctypes.c_int64), ("skip", ctypes.c_int64),
+                ("spike_flags", ctypes.POINTER(ctypes.c_uint8)), ("flag_capacity", ctypes.c_int64),
+                ("flag_n", ctypes.c_int64), ("source", ctypes.c_int64), ("delay", ctypes.c_int64),
+                ("interval_spikes", ctypes.c_double), ("interval_steps", ctypes.c_double)]
 
 
 REPLAY_KERNEL = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.POINTER(native.EgPopulation), ctypes.POINTER(EgHistory),
@@ -87,9 +95,11 @@ class History:
 
 
 class PlasticSynapses:
-    """The state of n plastic synapses of one projection (eligibility, traces, optimizer, weight)."""
+    """The state of n plastic synapses of one projection (eligibility, traces, optimizer, weight).
+    update_interval > 0 (steps): the time-driven engine's per-synapse interval state too."""
 
-    def __init__(self, n: int, eligibility_size: int, n_traces: int, weights, optimizer: Optimizer):
+    def __init__(self, n: int, eligibility_size: int, n_traces: int, weights, optimizer: Optimizer,
+                 update_interval: int = 0):
         self.eps = np.zeros((eligibility_size, n), REAL)
         self.traces = np.zeros((max(n_traces, 1), n), REAL)
         self.zbuf = np.zeros(n, REAL)
@@ -98,6 +108,9 @@ class PlasticSynapses:
         self.n_decay = np.zeros(n, np.int64)
         self.t_last = np.zeros(n, np.int64)
         self.last_was_flush = np.zeros(n, np.uint8)
+        # time-driven: first event of the current interval; end of its interval minus the offset
+        self.t_trig = np.zeros(n, np.int64) if update_interval else None
+        self.t_next_upd = np.full(n, update_interval, np.int64) if update_interval else None
         self.weight = np.array(np.broadcast_to(np.asarray(weights, REAL), (n,)))
         self.opt = (EgOptimizerState * n)(*[EgOptimizerState(eta_cur=NEST_INITIAL_ETA, p1=1.0, p2=1.0, k=1)
                                             for _ in range(n)])
@@ -114,7 +127,8 @@ class PlasticSynapses:
             c_rem=pointer(self.c_rem, ctypes.c_int64), n_decay=pointer(self.n_decay, ctypes.c_int64),
             t_last=pointer(self.t_last, ctypes.c_int64), last_was_flush=pointer(self.last_was_flush, ctypes.c_uint8),
             weight=pointer(self.weight, native.c_real), opt=self.opt, optimizer=ctypes.pointer(self.optimizer),
-            optimize_each_step=int(optimizer.optimize_each_step))
+            optimize_each_step=int(optimizer.optimize_each_step),
+            t_trig=pointer(self.t_trig, ctypes.c_int64), t_next_upd=pointer(self.t_next_upd, ctypes.c_int64))
 
     def set_optimizer(self, optimizer: Optimizer) -> None:
         """Set (or change) the optimizer's parameters; eta changes are counted as NEST counts them."""

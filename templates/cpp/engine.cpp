@@ -41,7 +41,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 3
+#define EG_ENGINE_ABI 4
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -70,6 +70,13 @@ typedef struct eg_engine_pop {
     int64_t flush_count;           // in/out
     int64_t* flush_step;
     int64_t* flush_sender;
+    // time-driven e-prop (eg_network.update_interval > 0) only:
+    int64_t interval_offset;       // the population's update intervals start at steps offset + k U
+    int32_t n_states;              // rows of model->state an interval-start reset restores
+    int32_t reserved;
+    const eg_real* const* initial_state;   // [n_states] the values restored (NULL: never reset)
+    uint8_t* spike_flags;          // [flag_capacity][n]: 1 if the neuron spiked in step m (row m %
+    int64_t flag_capacity;         //  capacity), read by the interval replays; NULL if not needed
 } eg_engine_pop;
 
 // Synapses of one projection, CSR by source; targets ascending within a row.
@@ -85,7 +92,8 @@ typedef struct eg_projection {
     // plastic projections only (NULL otherwise): the synapse state, which owns the weights the
     // engine transmits (weight above is ignored), and the replay kernel of the target model's port
     eg_plastic* plastic;
-    eg_replay_kernel replay;
+    eg_replay_kernel replay;       // event-driven engine
+    eg_interval_kernel interval;   // time-driven engine
     int64_t max_delay;             // largest delay of the projection (plastic: how far to look back)
 } eg_projection;
 
@@ -102,6 +110,12 @@ typedef struct eg_archive {
     const eg_real* target;
     int64_t window_rows;           // 0: lambda = 1
     const eg_real* window;
+    int32_t softmax;               // readouts: y normalised over the population (cross-entropy loss)
+    int32_t reserved;
+    // time-driven engine: spike counts per update interval (the regularisation of that interval)
+    int64_t* spike_count;          // [n] spikes since the current interval began
+    int64_t* interval_spikes;      // [count_slots][n]: spikes of interval k in row k % count_slots
+    int64_t count_slots;
 } eg_archive;
 
 // Learning-signal feedback from a readout population to a recurrent one: B[j * n_readout + k].
@@ -154,6 +168,12 @@ typedef struct eg_network {
     // synapse) of the failing step; the run stops after that step, whose state is then invalid.
     int64_t error_code;
     int64_t error_info[4];
+    // Time-driven e-prop (Bellec et al. 2020, NEST's *_bsshslm_2020): update intervals of U steps,
+    // per population shifted by its interval_offset; 0 = the event-driven engine.
+    int64_t update_interval;
+    int64_t learning_window;       // readout errors count only in the last LW steps of an interval
+    int32_t reset_neurons;         // learning populations restart from their initial state
+    int32_t average_gradient;      // an interval's gradient is divided by LW
 } eg_network;
 
 }  // extern "C"
@@ -280,108 +300,6 @@ void collect_own_events(const eg_engine_pop& pop, Range r, std::vector<int64_t>&
     }
 }
 
-// ---- learning ------------------------------------------------------------------------------
-
-inline int64_t history_row(const eg_history* h, int64_t step) { return (step % h->capacity) * h->n; }
-
-// A per-step input ([rows][n]) at `step`: row min(step, rows - 1), like a generator that keeps its
-// last amplitude; `absent` when no values were given.
-inline eg_real per_step_value(const eg_real* values, int64_t rows, int64_t n, int64_t step,
-                              int64_t i, eg_real absent) {
-    if (rows == 0) return absent;
-    return values[(step < rows ? step : rows - 1) * n + i];
-}
-
-// History row `step` of the owned neurons, right after their update: psi, R, and L = 0, except
-// for readouts, whose row holds their own error E = (y - y*) * lambda (spec §3.7).
-void archive_own(const eg_archive& a, const eg_engine_pop& pop, Range r, int64_t step) {
-    eg_history* h = a.history;
-    const int64_t row = history_row(h, step);
-    eg_real* const* state = pop.model->state;
-    for (int64_t i = r.lo; i < r.hi; ++i) {
-        h->psi[row + i] = a.psi_state >= 0 ? state[a.psi_state][i] : eg_real(0);
-        h->regularisation[row + i] = a.reg_state >= 0 ? state[a.reg_state][i] : eg_real(0);
-        eg_real error = 0;
-        if (a.output_state >= 0) {
-            const eg_real y = state[a.output_state][i];
-            const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step, i, 0);
-            const eg_real window = per_step_value(a.window, a.window_rows, pop.n, step, i, 1);
-            error = (y - target) * window;
-        }
-        h->learning_signal[row + i] = error;
-    }
-}
-
-// Phase A of step+1: the readout errors of `step` become the learning signals of history row
-// step - 1 (spec §2.3: L[m] = sum_k B_jk E_k[m+1]), added one readout at a time in readout order,
-// as NEST adds its LearningSignalConnectionEvents. Reads readout rows of other threads: call
-// after the barrier that follows the update.
-void feedback_phase(const eg_network* net, int t, int T, int64_t step) {
-    if (step < 1) return;                               // row -1 does not exist
-    for (int32_t f = 0; f < net->n_feedbacks; ++f) {
-        const eg_feedback& fb = net->feedbacks[f];
-        const eg_history* readout = net->archives[fb.readout].history;
-        eg_history* target = net->archives[fb.target].history;
-        const Range r = owned_range(target->n, t, T);
-        const int64_t n_readout = readout->n;
-        const eg_real* error = readout->learning_signal + history_row(readout, step);
-        eg_real* signal = target->learning_signal + history_row(target, step - 1);
-        for (int64_t k = 0; k < n_readout; ++k) {
-            const eg_real e = error[k];
-            for (int64_t j = r.lo; j < r.hi; ++j) signal[j] += fb.weight[j * n_readout + k] * e;
-        }
-    }
-}
-
-// Phase 1: currents, update, archive, clear consumed slots, note own spikes and flush events.
-void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
-                  std::vector<std::vector<int64_t>>& own_spikes,
-                  std::vector<std::vector<int64_t>>& own_flushes) {
-    // (archives are written here, by the owner of the neurons, right after their update)
-    for (int32_t p = 0; p < net->n_pops; ++p) {
-        const eg_engine_pop& pop = net->pops[p];
-        if (!is_model(pop)) continue;
-        Range r = owned_range(pop.n, t, T);
-        if (!r.empty()) {
-            fill_currents(net, p, r, step);
-            pop.update(pop.model, r.lo, r.hi);
-            if (shared.archive_of[p] >= 0) archive_own(net->archives[shared.archive_of[p]], pop, r, step);
-            clear_read_slots(pop, r, step);
-        }
-        collect_own_events(pop, r, own_spikes[p], own_flushes[p]);
-        shared.thread_counts[size_t(t) * shared.n_pops + p] = int64_t(own_spikes[p].size());
-        shared.thread_flush_counts[size_t(t) * shared.n_pops + p] = int64_t(own_flushes[p].size());
-    }
-}
-
-// Phase 2: concatenate per-thread spikes in thread order (= ascending id) and record them; the
-// flush events likewise into the flush record.
-void gather_phase(eg_network* net, int t, int64_t step, Shared& shared,
-                  const std::vector<std::vector<int64_t>>& own_spikes,
-                  const std::vector<std::vector<int64_t>>& own_flushes) {
-    for (int32_t p = 0; p < net->n_pops; ++p) {
-        eg_engine_pop& pop = net->pops[p];
-        if (!is_model(pop)) continue;
-        int64_t offset = 0, flush_offset = 0;
-        for (int u = 0; u < t; ++u) {
-            offset += shared.thread_counts[size_t(u) * shared.n_pops + p];
-            flush_offset += shared.thread_flush_counts[size_t(u) * shared.n_pops + p];
-        }
-        const std::vector<int64_t>& mine = own_spikes[p];
-        int64_t at = pop.rec_count + offset;
-        for (size_t k = 0; k < mine.size(); ++k) {
-            pop.rec_step[at + int64_t(k)] = step;
-            pop.rec_sender[at + int64_t(k)] = mine[k];
-        }
-        const std::vector<int64_t>& flushes = own_flushes[p];
-        at = pop.flush_count + flush_offset;
-        for (size_t k = 0; k < flushes.size(); ++k) {
-            pop.flush_step[at + int64_t(k)] = step;
-            pop.flush_sender[at + int64_t(k)] = flushes[k];
-        }
-    }
-}
-
 int64_t events_in_step(const std::vector<int64_t>& counts, const Shared& shared, int32_t p, int T) {
     int64_t total = 0;
     for (int u = 0; u < T; ++u) total += counts[size_t(u) * shared.n_pops + p];
@@ -434,78 +352,62 @@ void deliver_projection(const eg_network* net, const eg_projection& proj, const 
     }
 }
 
-// The events integrated in step+1 through a plastic projection, in NEST's delivery order:
-// ascending source, then ascending delay (a spike or flush event of step+1-d reaches the synapses
-// of delay d). A neuron either spikes or flushes in a step, so within one delay the two sorted
-// lists merge into one without ties.
-void plastic_events(const eg_network* net, const eg_projection& proj, int64_t step,
-                    std::vector<PlasticEvent>& events) {
-    events.clear();
-    for (int64_t d = 1; d <= proj.max_delay; ++d) {
-        const SpikeList spikes = spike_list(net, proj.source, step + 1 - d);
-        const SpikeList flushes = flush_list(net, proj.source, step + 1 - d);
-        int64_t k = 0, f = 0;
-        while (k < spikes.count || f < flushes.count) {
-            if (f == flushes.count || (k < spikes.count && spikes.ids[k] < flushes.ids[f])) {
-                events.push_back({spikes.ids[k], spikes.multiplicity ? spikes.multiplicity[k] : 1.0,
-                                  int32_t(d), 0});
-                ++k;
-            } else {
-                events.push_back({flushes.ids[f], 1.0, int32_t(d), 1});
-                ++f;
-            }
-        }
-    }
-    if (proj.max_delay > 1)        // stable: within a source the delays stay ascending
-        std::stable_sort(events.begin(), events.end(),
-                         [](const PlasticEvent& a, const PlasticEvent& b) { return a.source < b.source; });
-}
+#include "engine_learning.h"
 
-// Phase B of step+1 for one plastic projection and the owned targets: replay every synapse that
-// an event reaches now (stamp step+1, spec §4.2) and transmit the weight it returns (x multiplicity;
-// the trace counts a spike once, the kernel sees only the stamp). A flush event replays with
-// is_flush = 1 and transmits nothing (spec §4.6). A replay whose window would start before the
-// oldest row the history still holds is not run but reported.
-void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index, Range r,
-                     int64_t step, const std::vector<PlasticEvent>& events, ReplayError& error) {
-    const eg_projection& proj = net->projections[index];
-    const eg_engine_pop& target = net->pops[proj.target];
-    const eg_history* hist = net->archives[shared.archive_of[proj.target]].history;
-    eg_plastic* syn = proj.plastic;
-    const int64_t stamp = step + 1;
-    const int64_t oldest_held = step + 1 - hist->capacity;    // rows (step - capacity, step]
-    eg_real* ring = target.ring[proj.port] + (stamp % target.ring_slots[proj.port]) * target.n;
-    for (const PlasticEvent& ev : events) {
-        const int64_t row_end = proj.row_ptr[ev.source + 1];
-        int64_t q = first_at_least(proj.target_id, proj.row_ptr[ev.source], row_end, r.lo);
-        for (; q < row_end && proj.target_id[q] < r.hi; ++q) {
-            if (proj.delay[q] != ev.delay) continue;
-            const int64_t t_last = syn->t_last[q];
-            if (t_last != 0 && t_last - 1 < oldest_held) {   // the window starts at row t_last - 1
-                if (error.before(index, q)) error = {index, q, t_last - 1, step};
-                continue;
-            }
-            const int64_t j = proj.target_id[q];
-            const eg_real w = proj.replay(target.model, hist, syn, q, j, stamp, ev.is_flush);
-            if (!ev.is_flush) ring[j] += w * ev.multiplicity;
+// Phase 1: currents, update, archive, clear consumed slots, note own spikes and flush events.
+void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
+                  std::vector<std::vector<int64_t>>& own_spikes,
+                  std::vector<std::vector<int64_t>>& own_flushes) {
+    // (archives are written here, by the owner of the neurons, right after their update)
+    for (int32_t p = 0; p < net->n_pops; ++p) {
+        const eg_engine_pop& pop = net->pops[p];
+        if (!is_model(pop)) {
+            flag_source_spikes(net, p, owned_range(pop.n, t, T), step);
+            continue;
         }
+        Range r = owned_range(pop.n, t, T);
+        const eg_archive* archive = shared.archive_of[p] >= 0 ? &net->archives[shared.archive_of[p]] : nullptr;
+        if (!r.empty()) {
+            fill_currents(net, p, r, step);
+            if (archive) reset_at_interval_start(net, pop, r, step);
+            pop.update(pop.model, r.lo, r.hi);
+            if (archive) {
+                archive_own(net, *archive, pop, r, step);
+                count_interval_spikes(net, *archive, pop, r, step);
+            }
+            clear_read_slots(pop, r, step);
+        }
+        collect_own_events(pop, r, own_spikes[p], own_flushes[p]);
+        flag_own_spikes(pop, r, step, own_spikes[p]);
+        shared.thread_counts[size_t(t) * shared.n_pops + p] = int64_t(own_spikes[p].size());
+        shared.thread_flush_counts[size_t(t) * shared.n_pops + p] = int64_t(own_flushes[p].size());
     }
 }
 
-void publish_error(eg_network* net, const ReplayError& error) {
-    if (error.projection < 0) return;
-#ifdef _OPENMP
-#pragma omp critical(eg_replay_error)
-#endif
-    {
-        const bool first = net->error_code == 0;
-        if (first || error.projection < net->error_info[0] ||
-            (error.projection == net->error_info[0] && error.synapse < net->error_info[1])) {
-            net->error_code = 1;
-            net->error_info[0] = error.projection;
-            net->error_info[1] = error.synapse;
-            net->error_info[2] = error.row;
-            net->error_info[3] = error.step;
+// Phase 2: concatenate per-thread spikes in thread order (= ascending id) and record them; the
+// flush events likewise into the flush record.
+void gather_phase(eg_network* net, int t, int64_t step, Shared& shared,
+                  const std::vector<std::vector<int64_t>>& own_spikes,
+                  const std::vector<std::vector<int64_t>>& own_flushes) {
+    for (int32_t p = 0; p < net->n_pops; ++p) {
+        eg_engine_pop& pop = net->pops[p];
+        if (!is_model(pop)) continue;
+        int64_t offset = 0, flush_offset = 0;
+        for (int u = 0; u < t; ++u) {
+            offset += shared.thread_counts[size_t(u) * shared.n_pops + p];
+            flush_offset += shared.thread_flush_counts[size_t(u) * shared.n_pops + p];
+        }
+        const std::vector<int64_t>& mine = own_spikes[p];
+        int64_t at = pop.rec_count + offset;
+        for (size_t k = 0; k < mine.size(); ++k) {
+            pop.rec_step[at + int64_t(k)] = step;
+            pop.rec_sender[at + int64_t(k)] = mine[k];
+        }
+        const std::vector<int64_t>& flushes = own_flushes[p];
+        at = pop.flush_count + flush_offset;
+        for (size_t k = 0; k < flushes.size(); ++k) {
+            pop.flush_step[at + int64_t(k)] = step;
+            pop.flush_sender[at + int64_t(k)] = flushes[k];
         }
     }
 }
@@ -524,7 +426,10 @@ void deliver_phase(const eg_network* net, int t, int T, int64_t step, int64_t n_
         if (r.empty()) continue;
         if (proj.plastic) {
             plastic_events(net, proj, step, scratch.events);
-            deliver_plastic(net, shared, j, r, step, scratch.events, scratch.error);
+            if (net->update_interval > 0)
+                deliver_plastic_interval(net, shared, j, r, step, scratch.events, scratch.error);
+            else
+                deliver_plastic(net, shared, j, r, step, scratch.events, scratch.error);
         } else {
             deliver_projection(net, proj, spike_list(net, proj.source, step), r, step);
         }
@@ -631,6 +536,7 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+            softmax_error_phase(net, t, T, step, shared);   // reads every readout's y of this step
             gather_phase(net, t, step, shared, own_spikes, own_flushes);
             record_phase(net, t, T, step);
 #ifdef _OPENMP
@@ -671,6 +577,7 @@ void eg_engine_struct_sizes(int64_t* out) {
     out[7] = int64_t(sizeof(eg_feedback));
     out[8] = int64_t(sizeof(eg_history));
     out[9] = int64_t(sizeof(eg_plastic));
+    out[10] = int64_t(sizeof(eg_interval_replay));
 }
 
 }  // extern "C"

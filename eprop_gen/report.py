@@ -73,7 +73,8 @@ def _learning_lines(rule) -> list[str]:
     lines += [f"    {t.name} <- {_show(t.update)}" for t in rule.traces]
     lines.append(f"    gradient = {_show(rule.gradient)}")
     if rule.regularisation is not None:
-        lines.append(f"    R = {_show(rule.regularisation)}")
+        when = " (one value per update interval: time-driven engine only)" if rule.regularisation_per_interval else ""
+        lines.append(f"    R = {_show(rule.regularisation)}{when}")
     if rule.cutoff is not None:
         lines.append(f"    cutoff: replay at most {_show(rule.cutoff)} ms of each inter-spike interval")
     if rule.flush is not None:

@@ -1,9 +1,9 @@
 """The generic simulation engine: a Python network API around one compiled C++/OpenMP step loop."""
 from .connectivity import Explicit, FixedIndegree, Normal, PairwiseBernoulli, Uniform
-from .learning import TimeDriven, time_driven
+from .learning import EventDriven, TimeDriven, event_driven, time_driven
 from .network import Network, Population, Projection, SpikeSource
 from .plasticity import Optimizer, adam, gradient_descent
 
 __all__ = ["Network", "Population", "SpikeSource", "Projection", "FixedIndegree",
            "PairwiseBernoulli", "Explicit", "Normal", "Uniform", "Optimizer", "gradient_descent",
-           "adam", "TimeDriven", "time_driven"]
+           "adam", "EventDriven", "TimeDriven", "event_driven", "time_driven"]

@@ -68,15 +68,42 @@ class TimeDriven:
         return u, lw
 
 
+@dataclass(frozen=True)
+class EventDriven:
+    """The event-driven e-prop engine (NEST's eprop_synapse): a synapse replays its target's history
+    at each of its events and its weight may change at every event.
+
+    sample_duration (ms), optional: the task is a sequence of samples of this length (sample k from
+    k * sample_duration on), trained in minibatches "side by side": every sample starts from the
+    network's initial state, weights stay fixed within a batch, each synapse's gradient is summed
+    over the whole sample (its windows are closed at the sample's end) and over the batch's
+    samples, and after every `batch_size` samples (the optimizer's, counted in samples) the weights
+    take one optimizer step with the mean gradient. Spikes of a sample's last step and arrivals of
+    earlier samples' spikes are not delivered into the next one. optimize_each_step is ignored.
+    """
+    sample_duration: float | None = None
+
+    def steps(self, dt: float) -> int:
+        """The sample length in steps (0: one continuous run)."""
+        if self.sample_duration is None:
+            return 0
+        return _whole_steps(self.sample_duration, dt, "sample_duration", "event_driven")
+
+
+def event_driven(**options) -> EventDriven:
+    """The event-driven engine (the default); with sample_duration=..., minibatches of samples."""
+    return EventDriven(**options)
+
+
 def time_driven(**options) -> TimeDriven:
     """The time-driven engine: eg.Network(..., learning=eg.time_driven(update_interval=...))."""
     return TimeDriven(**options)
 
 
-def _whole_steps(ms, dt: float, what: str) -> int:
+def _whole_steps(ms, dt: float, what: str, schedule: str = "time_driven") -> int:
     steps = ms / dt if isinstance(ms, numbers.Real) else math.nan
     if not (math.isfinite(steps) and steps >= 1 and abs(steps - round(steps)) < 1e-6):
-        raise ValueError(f"time_driven: {what} must be a positive multiple of dt = {dt} ms, got {ms!r}")
+        raise ValueError(f"{schedule}: {what} must be a positive multiple of dt = {dt} ms, got {ms!r}")
     return int(round(steps))
 
 
@@ -163,12 +190,14 @@ class Feedback:
 class PlasticState:
     """The plastic part of a projection: synapse state (owning the weights) and replay kernel."""
 
-    def __init__(self, projection, weights: np.ndarray, optimizer: Optimizer, update_interval: int = 0):
+    def __init__(self, projection, weights: np.ndarray, optimizer: Optimizer, update_interval: int = 0,
+                 samples: bool = False):
         check_optimizer(optimizer)
         model, port = projection.target.model, projection.port
         eligibility_size, n_traces = model.learning_ports[port]
+        self.eligibility_size, self.n_traces = eligibility_size, n_traces
         self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer,
-                                        update_interval)
+                                        update_interval, samples)
         self.replay = model.kernel_address(f"replay_{port}")
         self.interval = model.kernel_address(f"interval_{port}")
         self.optimizer = optimizer

@@ -68,7 +68,7 @@ class EgEnginePop(ctypes.Structure):           # eg_engine_pop (engine.cpp)
         ("flush_sender", c_int64_p),
         ("interval_offset", ctypes.c_int64),    # time-driven engine only, from here on
         ("n_states", ctypes.c_int32),
-        ("reserved", ctypes.c_int32),
+        ("n_observables", ctypes.c_int32),
         ("initial_state", c_real_pp),
         ("spike_flags", c_uint8_p),
         ("flag_capacity", ctypes.c_int64),
@@ -88,6 +88,9 @@ class EgProjection(ctypes.Structure):          # eg_projection
         ("plastic", ctypes.c_void_p),     # eg_plastic* (plasticity.EgPlastic), NULL: static
         ("replay", KERNEL),               # eg_replay_kernel of the target model's port
         ("interval", KERNEL),             # eg_interval_kernel of the same (time-driven engine)
+        ("batch_optimizer", ctypes.c_void_p),   # eg_optimizer* applied per batch of samples
+        ("eligibility_size", ctypes.c_int32),
+        ("n_traces", ctypes.c_int32),
         ("max_delay", ctypes.c_int64),
     ]
 
@@ -164,6 +167,7 @@ class EgNetwork(ctypes.Structure):             # eg_network
         ("learning_window", ctypes.c_int64),
         ("reset_neurons", ctypes.c_int32),
         ("average_gradient", ctypes.c_int32),
+        ("sample_steps", ctypes.c_int64),       # event-driven samples (minibatches); 0 = continuous
     ]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..compiled import CompiledModel
 from . import learning, native
-from .learning import TimeDriven, history_steps as checked_history_steps
+from .learning import EventDriven, TimeDriven, history_steps as checked_history_steps
 from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
 from .plasticity import Optimizer
 from .native import REAL, pointer
@@ -33,13 +33,15 @@ class Projection:
     flush applies the per-step updates up to its time, spec §4.6)."""
 
     def __init__(self, index: int, source: AnyPopulation, target: Population, port: str,
-                 synapses: Synapses, plasticity: Optimizer | None = None, update_interval: int = 0):
+                 synapses: Synapses, plasticity: Optimizer | None = None, update_interval: int = 0,
+                 samples: bool = False):
         self.index, self.source, self.target, self.port = index, source, target, port
         self.port_index = target.model.spike_ports.index(port)
         self._syn = synapses
         self._plastic = None
         if plasticity is not None:
-            self._plastic = learning.PlasticState(self, synapses.weights, plasticity, update_interval)
+            self._plastic = learning.PlasticState(self, synapses.weights, plasticity, update_interval,
+                                                  samples)
             synapses.weights = self._plastic.synapses.weight   # one array: read, set, learned
 
     def __repr__(self):
@@ -100,6 +102,9 @@ class Projection:
             plastic=ctypes.addressof(plastic.synapses.view) if plastic else None,
             replay=plastic.replay if plastic else None,
             interval=plastic.interval if plastic else None,
+            batch_optimizer=ctypes.addressof(plastic.synapses.optimizer) if plastic else None,
+            eligibility_size=plastic.eligibility_size if plastic else 0,
+            n_traces=plastic.n_traces if plastic else 0,
             max_delay=s.max_delay)
 
 
@@ -167,14 +172,15 @@ class Network:
     history_steps: how many steps of e-prop history every learning population keeps (a ring; a
     replay that needs an older step stops the simulation with an error). It must exceed the
     longest interval between two events of any plastic synapse (plus its delay).
-    learning: None for the event-driven e-prop engine (NEST's eprop_synapse), or
-    eg.time_driven(update_interval=..., ...) for the time-driven one (Bellec et al. 2020, NEST's
-    *_bsshslm_2020); the same models and projections run in both.
+    learning: the e-prop engine and its schedule: eg.event_driven() (the default; NEST's
+    eprop_synapse; with sample_duration=..., minibatches of samples) or
+    eg.time_driven(update_interval=..., ...) (Bellec et al. 2020, NEST's *_bsshslm_2020). The same
+    models and projections run in both.
     """
 
     def __init__(self, dt: float = 0.1, threads: int = 1, seed: int = 0,
                  history_steps: int = learning.DEFAULT_HISTORY_STEPS,
-                 learning: TimeDriven | None = None):
+                 learning: EventDriven | TimeDriven | None = None):
         if not (isinstance(dt, numbers.Real) and dt > 0 and np.isfinite(dt)):
             raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
         if not isinstance(seed, numbers.Integral) or seed < 0:
@@ -188,12 +194,18 @@ class Network:
         self._currents: list[_CurrentSource] = []
         self._recorders: dict[int, _StateRecorder] = {}
         self.history_steps = checked_history_steps(history_steps)
-        self.learning = learning
+        self.learning = EventDriven() if learning is None else learning
         self._interval_steps = (0, 0)                   # (U, LW) of the time-driven engine
-        if learning is not None:
-            if not isinstance(learning, TimeDriven):
-                raise ValueError(f"learning must be None (event-driven) or eg.time_driven(...), "
-                                 f"got {learning!r}")
+        self._sample_steps = 0                          # event-driven samples (minibatches)
+        if not isinstance(self.learning, (EventDriven, TimeDriven)):
+            raise ValueError(f"learning must be eg.event_driven(...) or eg.time_driven(...), got "
+                             f"{learning!r}")
+        if isinstance(learning, EventDriven):
+            self._sample_steps = learning.steps(self.dt)
+            if self._sample_steps and self.history_steps < self._sample_steps + 2:
+                raise ValueError(f"history_steps must be at least sample_duration / dt + 2 = "
+                                 f"{self._sample_steps + 2} steps, got {self.history_steps}")
+        if isinstance(learning, TimeDriven):
             self._interval_steps = learning.steps(self.dt)
             needed = self._interval_steps[0] + learning.offset + 4
             if self.history_steps < needed:
@@ -259,7 +271,7 @@ class Network:
             raise ValueError(f"connect: port '{port}' of model '{target.model.name}' has no learning "
                              f"rule (ports with one: {', '.join(target.model.learning_ports) or 'none'}"
                              f"); give the model a learning: section or connect without plasticity")
-        if (plasticity is not None and self.learning is None
+        if (plasticity is not None and not self.time_driven
                 and target.model.regularisation_per_interval):
             raise ValueError(f"connect: model '{target.model.name}' regularises per update interval "
                              f"(interval_spikes), which only the time-driven engine has; create the "
@@ -269,7 +281,8 @@ class Network:
                                  same_population=source is target, weight=weight, delay=delay,
                                  seed=self.seed, projection=index)
         projection = Projection(index, source, target, port, synapses, plasticity,
-                                update_interval=self._interval_steps[0])
+                                update_interval=self._interval_steps[0],
+                                samples=self._sample_steps > 0)
         if plasticity is not None:
             self._archive(target)
         target._ensure_ring_slots(projection.port_index, synapses.max_delay + 1, self.step)
@@ -358,7 +371,7 @@ class Network:
     def _archive(self, pop: Population) -> learning.Archive:
         if pop.index not in self._archives:
             archive = learning.Archive(pop, self.history_steps)
-            if self.learning is not None:
+            if self.time_driven:
                 archive.use_intervals(self._interval_steps[0])
             self._archives[pop.index] = archive
         return self._archives[pop.index]
@@ -423,8 +436,13 @@ class Network:
                                n_feedbacks=len(self._feedbacks), archives=archives,
                                feedbacks=feedbacks,
                                n_projections_at_previous_step=self._projections_at_last_step)
-        if self.learning is not None:
+        if self.time_driven:
             self._time_driven_fields(net, pops, keep)
+        elif self._sample_steps:
+            net.sample_steps = self._sample_steps
+            for pop in self.populations:
+                if isinstance(pop, Population):
+                    self._restore_on_reset(pop, pops[pop.index], keep)
         done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
         for i, pop in enumerate(self.populations):
             if isinstance(pop, Population):
@@ -447,17 +465,8 @@ class Network:
         net.reset_neurons = int(self.learning.reset_neurons)
         net.average_gradient = int(self.learning.average_gradient)
         for index, archive in self._archives.items():
-            pop, struct = archive.pop, pops[index]
-            struct.interval_offset = self.learning.offset + int(archive.is_readout)
-            initial = pop.model.initial_state({k: pop._param[i].copy()
-                                               for i, k in enumerate(pop.model.params)})
-            rows = [np.ascontiguousarray(np.broadcast_to(np.asarray(initial.get(name, pop._state[k]), REAL),
-                                                         (pop.n,)))
-                    for k, name in enumerate(pop.model.states)]
-            table = native.pointer_table(rows, native.c_real)
-            keep += [rows, table]
-            struct.n_states = len(rows)
-            struct.initial_state = ctypes.cast(table, native.c_real_pp)
+            pops[index].interval_offset = self.learning.offset + int(archive.is_readout)
+            self._restore_on_reset(archive.pop, pops[index], keep)
         for proj in self.projections:
             if proj.plasticity is None:
                 continue
@@ -468,6 +477,24 @@ class Network:
             keep.append(flags)
             pops[source.index].spike_flags = pointer(flags, ctypes.c_uint8)
             pops[source.index].flag_capacity = flags.shape[0]
+
+    @staticmethod
+    def _restore_on_reset(pop: Population, struct, keep: list) -> None:
+        """What an interval or sample start restores: the model's initial state for the current
+        parameters (observables restart from 0)."""
+        initial = pop.model.initial_state({k: pop._param[i].copy() for i, k in enumerate(pop.model.params)})
+        rows = [np.ascontiguousarray(np.broadcast_to(np.asarray(initial.get(name, pop._state[k]), REAL),
+                                                     (pop.n,)))
+                for k, name in enumerate(pop.model.states)]
+        table = native.pointer_table(rows, native.c_real)
+        keep += [rows, table]
+        struct.n_states = len(rows)
+        struct.n_observables = len(pop.model.observables)
+        struct.initial_state = ctypes.cast(table, native.c_real_pp)
+
+    @property
+    def time_driven(self) -> bool:
+        return isinstance(self.learning, TimeDriven)
 
     # -- results -----------------------------------------------------------------------------
 

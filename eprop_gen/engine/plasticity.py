@@ -18,6 +18,7 @@ from .native import pointer, pointer_table
 REAL = np.float64
 GRADIENT_DESCENT, ADAM = 0, 1
 NEST_INITIAL_ETA = 1e-4          # a synapse's eta before its first optimisation (NEST's default)
+NEVER = 2 ** 62                  # the batch size of an optimizer that only accumulates
 
 
 class EgOptimizer(ctypes.Structure):           # eg_optimizer (eg_optimizer.h), per projection
@@ -99,7 +100,7 @@ class PlasticSynapses:
     update_interval > 0 (steps): the time-driven engine's per-synapse interval state too."""
 
     def __init__(self, n: int, eligibility_size: int, n_traces: int, weights, optimizer: Optimizer,
-                 update_interval: int = 0):
+                 update_interval: int = 0, samples: bool = False):
         self.eps = np.zeros((eligibility_size, n), REAL)
         self.traces = np.zeros((max(n_traces, 1), n), REAL)
         self.zbuf = np.zeros(n, REAL)
@@ -115,6 +116,10 @@ class PlasticSynapses:
         self.opt = (EgOptimizerState * n)(*[EgOptimizerState(eta_cur=NEST_INITIAL_ETA, p1=1.0, p2=1.0, k=1)
                                             for _ in range(n)])
         self.optimizer = EgOptimizer()
+        # event-driven samples: the replays only accumulate (a batch that never completes); the
+        # engine applies `optimizer` once per batch of samples
+        self.samples = samples
+        self.accumulator = EgOptimizer() if samples else None
         # NEST's bookkeeping starts from its default eta; setting another one is change number 1
         self._eta, self._eta_changes, self._eta_first = NEST_INITIAL_ETA, 0, NEST_INITIAL_ETA
         self.set_optimizer(optimizer)
@@ -126,8 +131,9 @@ class PlasticSynapses:
             zbuf=pointer(self.zbuf, native.c_real), grad=pointer(self.grad, native.c_real),
             c_rem=pointer(self.c_rem, ctypes.c_int64), n_decay=pointer(self.n_decay, ctypes.c_int64),
             t_last=pointer(self.t_last, ctypes.c_int64), last_was_flush=pointer(self.last_was_flush, ctypes.c_uint8),
-            weight=pointer(self.weight, native.c_real), opt=self.opt, optimizer=ctypes.pointer(self.optimizer),
-            optimize_each_step=int(optimizer.optimize_each_step),
+            weight=pointer(self.weight, native.c_real), opt=self.opt,
+            optimizer=ctypes.pointer(self.accumulator if samples else self.optimizer),
+            optimize_each_step=int(optimizer.optimize_each_step and not samples),
             t_trig=pointer(self.t_trig, ctypes.c_int64), t_next_upd=pointer(self.t_next_upd, ctypes.c_int64))
 
     def set_optimizer(self, optimizer: Optimizer) -> None:
@@ -142,5 +148,8 @@ class PlasticSynapses:
         o.eta_first, o.n_eta_changes = self._eta_first, self._eta_changes
         o.beta_1, o.beta_2, o.epsilon = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
         o.w_min, o.w_max = optimizer.w_min, optimizer.w_max
+        if self.accumulator is not None:
+            ctypes.memmove(ctypes.addressof(self.accumulator), ctypes.addressof(o), ctypes.sizeof(o))
+            self.accumulator.batch_size = NEVER
         if hasattr(self, "view"):
-            self.view.optimize_each_step = int(optimizer.optimize_each_step)
+            self.view.optimize_each_step = int(optimizer.optimize_each_step and not self.samples)

@@ -72,8 +72,9 @@ typedef struct eg_engine_pop {
     int64_t* flush_sender;
     // time-driven e-prop (eg_network.update_interval > 0) only:
     int64_t interval_offset;       // the population's update intervals start at steps offset + k U
-    int32_t n_states;              // rows of model->state an interval-start reset restores
-    int32_t reserved;
+    // time-driven intervals and event-driven samples: what a reset restores
+    int32_t n_states;              // rows of model->state restored from initial_state
+    int32_t n_observables;         // rows after them (psi, traces, ...) set to 0 (samples only)
     const eg_real* const* initial_state;   // [n_states] the values restored (NULL: never reset)
     uint8_t* spike_flags;          // [flag_capacity][n]: 1 if the neuron spiked in step m (row m %
     int64_t flag_capacity;         //  capacity), read by the interval replays; NULL if not needed
@@ -94,6 +95,11 @@ typedef struct eg_projection {
     eg_plastic* plastic;
     eg_replay_kernel replay;       // event-driven engine
     eg_interval_kernel interval;   // time-driven engine
+    // event-driven samples (eg_network.sample_steps > 0): the optimizer applied once per batch of
+    // samples; plastic->optimizer then only accumulates (its batch never completes)
+    const eg_optimizer* batch_optimizer;
+    int32_t eligibility_size;      // rows of plastic->eps and plastic->traces (resets at sample starts)
+    int32_t n_traces;
     int64_t max_delay;             // largest delay of the projection (plastic: how far to look back)
 } eg_projection;
 
@@ -174,6 +180,11 @@ typedef struct eg_network {
     int64_t learning_window;       // readout errors count only in the last LW steps of an interval
     int32_t reset_neurons;         // learning populations restart from their initial state
     int32_t average_gradient;      // an interval's gradient is divided by LW
+    // Event-driven samples (minibatches): the task is a sequence of samples of sample_steps steps;
+    // at each sample start the network restarts from its initial state, every plastic synapse's
+    // window is closed (its gradient accumulated), and after every batch_size samples (the
+    // optimizer's batch) the weights take one optimizer step. 0 = one continuous run (NEST).
+    int64_t sample_steps;
 } eg_network;
 
 }  // extern "C"
@@ -370,6 +381,7 @@ void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
         if (!r.empty()) {
             fill_currents(net, p, r, step);
             if (archive) reset_at_interval_start(net, pop, r, step);
+            reset_at_sample_start(net, pop, r, step);
             pop.update(pop.model, r.lo, r.hi);
             if (archive) {
                 archive_own(net, *archive, pop, r, step);
@@ -424,7 +436,11 @@ void deliver_phase(const eg_network* net, int t, int T, int64_t step, int64_t n_
         const eg_projection& proj = net->projections[j];
         Range r = owned_range(net->pops[proj.target].n, t, T);
         if (r.empty()) continue;
-        if (proj.plastic) {
+        if (net->sample_steps > 0 && (step + 1) % net->sample_steps == 0) {
+            // a new sample starts: the last step's spikes belong to the old one (not delivered);
+            // plastic synapses close their windows there and, at a batch end, optimize
+            if (proj.plastic) close_sample(net, shared, j, r, step, scratch.error);
+        } else if (proj.plastic) {
             plastic_events(net, proj, step, scratch.events);
             if (net->update_interval > 0)
                 deliver_plastic_interval(net, shared, j, r, step, scratch.events, scratch.error);

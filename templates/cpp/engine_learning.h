@@ -100,6 +100,22 @@ void reset_at_interval_start(const eg_network* net, const eg_engine_pop& pop, Ra
     std::fill(pop.model->spiked + r.lo, pop.model->spiked + r.hi, uint8_t(0));
 }
 
+// Event-driven samples: at the first step of a sample every model population restarts from its
+// initial state (observables such as psi and traces from 0, pending input discarded).
+void reset_at_sample_start(const eg_network* net, const eg_engine_pop& pop, Range r, int64_t step) {
+    if (net->sample_steps <= 0 || step == 0 || step % net->sample_steps != 0 || pop.initial_state == nullptr)
+        return;
+    for (int32_t k = 0; k < pop.n_states; ++k)
+        std::copy(pop.initial_state[k] + r.lo, pop.initial_state[k] + r.hi, pop.model->state[k] + r.lo);
+    for (int32_t k = pop.n_states; k < pop.n_states + pop.n_observables; ++k)
+        std::fill(pop.model->state[k] + r.lo, pop.model->state[k] + r.hi, eg_real(0));
+    std::fill(pop.model->refractory + r.lo, pop.model->refractory + r.hi, 0);
+    std::fill(pop.model->spiked + r.lo, pop.model->spiked + r.hi, uint8_t(0));
+    for (int32_t port = 0; port < pop.n_spike_ports; ++port)
+        for (int64_t slot = 0; slot < pop.ring_slots[port]; ++slot)
+            std::fill(pop.ring[port] + slot * pop.n + r.lo, pop.ring[port] + slot * pop.n + r.hi, eg_real(0));
+}
+
 // Time-driven: spikes per interval, for the regularisation of that interval. The count of the
 // interval ending in this step is stored under its number (spikes before the first interval
 // count into it, as in NEST).
@@ -166,6 +182,8 @@ void plastic_events(const eg_network* net, const eg_projection& proj, int64_t st
                     std::vector<PlasticEvent>& events) {
     events.clear();
     for (int64_t d = 1; d <= proj.max_delay; ++d) {
+        if (net->sample_steps > 0 && step + 1 - d < (step + 1) - (step + 1) % net->sample_steps)
+            break;                 // emitted in an earlier sample (whose windows are closed)
         const SpikeList spikes = spike_list(net, proj.source, step + 1 - d);
         const SpikeList flushes = flush_list(net, proj.source, step + 1 - d);
         int64_t k = 0, f = 0;
@@ -314,6 +332,49 @@ void deliver_plastic_interval(const eg_network* net, const Shared& shared, int32
                 ring[j] += w * ev.multiplicity;
             }
             syn->last_was_flush[q] = uint8_t(ev.is_flush != 0);
+        }
+    }
+}
+
+// Phase B of the first step of a sample (stamp step+1) for one plastic projection, event-driven
+// samples: every synapse onto the owned targets closes its window like a flush event (history up
+// to stamp - 2, the old sample's last entry with a complete learning signal), adds it to the
+// batch's gradient sum, and starts the new sample without history. After the batch's last sample
+// the batch optimizer takes its one step (index = samples so far; the mean over the batch).
+void close_sample(const eg_network* net, const Shared& shared, int32_t index, Range r, int64_t step,
+                  ReplayError& error) {
+    const eg_projection& proj = net->projections[index];
+    const eg_engine_pop& target = net->pops[proj.target];
+    const eg_history* hist = net->archives[shared.archive_of[proj.target]].history;
+    eg_plastic* syn = proj.plastic;
+    const int64_t stamp = step + 1;
+    const int64_t samples = stamp / net->sample_steps;
+    const bool batch_end = samples % proj.batch_optimizer->batch_size == 0;
+    const int64_t n_source = net->pops[proj.source].n;
+    for (int64_t source = 0; source < n_source; ++source) {
+        const int64_t row_end = proj.row_ptr[source + 1];
+        int64_t q = first_at_least(proj.target_id, proj.row_ptr[source], row_end, r.lo);
+        for (; q < row_end && proj.target_id[q] < r.hi; ++q) {
+            const int64_t j = proj.target_id[q];
+            const int64_t t_last = syn->t_last[q];
+            if (t_last != 0) {
+                if (t_last - 1 < stamp - hist->capacity) {
+                    if (error.before(index, q)) error = {index, q, t_last - 1, step};
+                    continue;
+                }
+                proj.replay(target.model, hist, syn, q, j, stamp, 1);
+                syn->opt[q].grad_sum += syn->grad[q];        // the window the flush left open
+            }
+            for (int64_t k = 0; k < proj.eligibility_size; ++k) syn->eps[k][q] = 0;
+            for (int64_t k = 0; k < proj.n_traces; ++k) syn->traces[k][q] = 0;
+            syn->zbuf[q] = 0;
+            syn->grad[q] = 0;
+            syn->c_rem[q] = 0;
+            syn->n_decay[q] = 0;
+            syn->t_last[q] = 0;
+            syn->last_was_flush[q] = 0;
+            if (batch_end)
+                syn->weight[q] = eg_optimize(proj.batch_optimizer, &syn->opt[q], samples, 0.0, syn->weight[q]);
         }
     }
 }

@@ -37,6 +37,8 @@ class CompiledModel:
     learning_ports: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     # the model's regularisation is one value per update interval: only the time-driven engine
     regularisation_per_interval: bool = False
+    # {"flush": ms per neuron} from parameter values, for models that send flush events; else None
+    flush_interval: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     @property
     def recordables(self) -> tuple[str, ...]:

@@ -83,6 +83,8 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
         library=library, summary=summary, observables=plan.observables,
         learning_ports={r.port: (r.eps_size, len(r.traces)) for r in plan.replays},
         regularisation_per_interval=any(r.regularisation_per_interval for r in plan.replays),
+        flush_interval=(_initial_state_function([("flush", initial["flush"])], plan.params)
+                        if initial.get("flush") is not None else None),
     )
 
 
@@ -102,7 +104,8 @@ def _planned(source: str, file: str, cache: Path, force: bool,
     checked = check_source(source, file, surrogate)
     ir = checked.ir
     initial = {"defaults": {p.name: p.default for p in ir.parameters},
-               "states": [(s.name, s.initial) for s in ir.states]}
+               "states": [(s.name, s.initial) for s in ir.states],
+               "flush": ir.learning.flush if ir.learning is not None else None}
     value = (plan_kernel(checked.solution), initial, checked.summary)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -113,7 +116,7 @@ def _planned(source: str, file: str, cache: Path, force: bool,
 
 
 # The stages whose code decides what a model becomes; a change to any of them invalidates the plans.
-_PIPELINE_FILES = ("ir.py", "parse.py", "check.py", "plan.py", "plan_learning.py", "report.py", "solve/__init__.py",
+_PIPELINE_FILES = ("compiler.py", "ir.py", "parse.py", "check.py", "plan.py", "plan_learning.py", "report.py", "solve/__init__.py",
                    "solve/propagators.py", "solve/graph.py", "solve/eligibility.py")
 
 

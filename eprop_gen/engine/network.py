@@ -471,6 +471,7 @@ class Network:
             if proj.plasticity is None:
                 continue
             source = proj.source
+            _check_flush_interval(source, U * self.dt)
             if source.index not in self._spike_flags:
                 self._spike_flags[source.index] = np.zeros((self.history_steps, source.n), np.uint8)
             flags = self._spike_flags[source.index]
@@ -519,6 +520,17 @@ class Network:
     def _check_member(self, pop, what: str) -> None:
         if not isinstance(pop, (Population, SpikeSource)) or pop.network is not self:
             raise ValueError(f"{what}: {pop!r} is not a population of this network")
+
+
+def _check_flush_interval(pop, update_interval_ms: float) -> None:
+    """The time-driven engine (as NEST's bsshslm) is exact only for flush intervals >= U."""
+    if not isinstance(pop, Population) or pop.model.flush_interval is None:
+        return
+    flush = pop.model.flush_interval({k: pop._param[i] for i, k in enumerate(pop.model.params)})["flush"]
+    if np.any(flush < update_interval_ms - 1e-9):
+        raise ValueError(f"population '{pop.name}': a flush interval of {float(flush.min())} ms is shorter "
+                         f"than the update interval ({update_interval_ms} ms); the time-driven engine "
+                         f"needs flush_event_send_interval >= update_interval (NEST refuses it too)")
 
 
 def _count(n) -> int:

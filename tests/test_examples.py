@@ -29,3 +29,9 @@ def test_singular_example_is_continuous_through_equality():
     assert len(near) == 3                      # just below, at, just above equality
     for value in near:
         assert abs(value - exact) <= 1e-14 * exact
+
+
+def test_time_driven_example_learns():
+    out = run("time_driven_sine.py")
+    first, last, factor = map(float, re.search(r"loss ([\d.]+) -> ([\d.]+) \(([\d.]+)x lower\)", out).groups())
+    assert factor > 4

@@ -40,11 +40,11 @@ def test_bad_schedules(make, message):
         eg.Network(dt=1.0, learning=make())
 
 
-def test_history_must_hold_an_interval_or_a_sample():
-    with pytest.raises(ValueError, match="update_interval \\+ offset \\+ 4"):
-        eg.Network(dt=1.0, history_steps=50, learning=eg.time_driven(update_interval=100.0))
-    with pytest.raises(ValueError, match="sample_duration / dt \\+ 2"):
-        eg.Network(dt=1.0, history_steps=50, learning=eg.event_driven(sample_duration=100.0))
+def test_history_holds_at_least_an_interval_or_a_sample():
+    net = eg.Network(dt=1.0, history_steps=50, learning=eg.time_driven(update_interval=100.0))
+    assert net.history_steps >= 100 + 2 + 4
+    net = eg.Network(dt=1.0, history_steps=50, learning=eg.event_driven(sample_duration=100.0))
+    assert net.history_steps >= 102
     with pytest.raises(ValueError, match="learning must be eg.event_driven"):
         eg.Network(dt=1.0, learning="time")
 

@@ -32,7 +32,7 @@ from . import native, plasticity
 from .native import REAL, pointer
 from .plasticity import ADAM, Optimizer, PlasticSynapses
 
-DEFAULT_HISTORY_STEPS = 4096        # rows of a population's history ring (see Network)
+DEFAULT_HISTORY_STEPS = 64          # initial rows of a population's history ring (it grows)
 MIN_HISTORY_STEPS = 2               # row n-1 receives its learning signal while row n is written
 LOSSES = ("mean_squared_error", "cross_entropy")
 
@@ -128,6 +128,21 @@ class Archive:
         self.loss = LOSSES[0]
         self.spike_count = None             # time-driven engine: see use_intervals
         self.interval_spikes = None
+
+    def grow(self, capacity: int, held: np.ndarray, step: int, offset: int, update_interval: int) -> None:
+        """A longer history ring with the rows of the steps `held`; time-driven: the interval
+        counts of every interval the longer ring can reach."""
+        old = self.history
+        self.history = plasticity.History(capacity, self.pop.n)
+        for name in ("psi", "learning_signal", "regularisation"):
+            getattr(self.history, name)[held % capacity] = getattr(old, name)[held % old.psi.shape[0]]
+        if self.interval_spikes is not None:
+            counts, count = self.interval_spikes, self.spike_count
+            self.use_intervals(update_interval)
+            self.spike_count[:] = count
+            current = (step - offset) // update_interval
+            for k in range(max(0, current - counts.shape[0] + 1), current + 1):
+                self.interval_spikes[k % self.interval_spikes.shape[0]] = counts[k % counts.shape[0]]
 
     def use_intervals(self, update_interval: int) -> None:
         """Time-driven engine: spike counts per interval, for every interval the history reaches."""
@@ -228,13 +243,14 @@ def check_optimizer(optimizer) -> None:
 
 
 def history_error(net_struct, projections, archives_by_pop) -> RuntimeError:
-    """The engine's report of a replay that needed an overwritten history row, as an exception."""
+    """The engine's report of a replay that needed an overwritten history row, as an exception.
+    The Network sizes the ring before every engine call, so this is a bug if it ever shows."""
     index, synapse, row, step = (int(v) for v in net_struct.error_info)
     proj = projections[index]
     capacity = archives_by_pop[proj.target.index].history.view.capacity
     return RuntimeError(
-        f"e-prop history too short: at step {step} synapse {synapse} of {proj!r} (source "
-        f"{int(proj._syn.sources[synapse])} -> target {int(proj._syn.targets[synapse])}) needed the "
-        f"history row of step {row}, but '{proj.target.name}' keeps only the last {capacity} steps. "
-        f"Create the network with history_steps >= {step - row + 1}. The network state is invalid "
-        f"now (this step was only partly delivered).")
+        f"internal error: e-prop history too short: at step {step} synapse {synapse} of {proj!r} "
+        f"(source {int(proj._syn.sources[synapse])} -> target {int(proj._syn.targets[synapse])}) "
+        f"needed the history row of step {row}, but '{proj.target.name}' keeps only the last "
+        f"{capacity} steps. Please report this. The network state is invalid now (this step was "
+        f"only partly delivered).")

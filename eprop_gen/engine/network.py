@@ -14,7 +14,7 @@ import numpy as np
 
 from ..compiled import CompiledModel
 from . import learning, native
-from .learning import EventDriven, TimeDriven, history_steps as checked_history_steps
+from .learning import DEFAULT_HISTORY_STEPS, EventDriven, TimeDriven, history_steps as checked_history_steps
 from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
 from .plasticity import Optimizer
 from .native import REAL, pointer
@@ -169,9 +169,10 @@ class Network:
     """A network of populations and spike sources, simulated by the compiled engine.
 
     dt: step in ms. threads: OpenMP threads (results do not depend on it). seed: connectivity seed.
-    history_steps: how many steps of e-prop history every learning population keeps (a ring; a
-    replay that needs an older step stops the simulation with an error). It must exceed the
-    longest interval between two events of any plastic synapse (plus its delay).
+    history_steps: the initial length (steps) of the e-prop history every learning population
+    keeps, a ring. It grows by itself when a synapse's window reaches further back (NEST keeps
+    what any synapse still needs, too); its length is `history_steps` afterwards. Flush events and
+    samples bound how far back windows reach.
     learning: the e-prop engine and its schedule: eg.event_driven() (the default; NEST's
     eprop_synapse; with sample_duration=..., minibatches of samples) or
     eg.time_driven(update_interval=..., ...) (Bellec et al. 2020, NEST's *_bsshslm_2020). The same
@@ -179,7 +180,7 @@ class Network:
     """
 
     def __init__(self, dt: float = 0.1, threads: int = 1, seed: int = 0,
-                 history_steps: int = learning.DEFAULT_HISTORY_STEPS,
+                 history_steps: int | None = None,
                  learning: EventDriven | TimeDriven | None = None):
         if not (isinstance(dt, numbers.Real) and dt > 0 and np.isfinite(dt)):
             raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
@@ -193,7 +194,8 @@ class Network:
         self.projections: list[Projection] = []
         self._currents: list[_CurrentSource] = []
         self._recorders: dict[int, _StateRecorder] = {}
-        self.history_steps = checked_history_steps(history_steps)
+        self.history_steps = DEFAULT_HISTORY_STEPS if history_steps is None \
+            else checked_history_steps(history_steps)
         self.learning = EventDriven() if learning is None else learning
         self._interval_steps = (0, 0)                   # (U, LW) of the time-driven engine
         self._sample_steps = 0                          # event-driven samples (minibatches)
@@ -202,15 +204,11 @@ class Network:
                              f"{learning!r}")
         if isinstance(learning, EventDriven):
             self._sample_steps = learning.steps(self.dt)
-            if self._sample_steps and self.history_steps < self._sample_steps + 2:
-                raise ValueError(f"history_steps must be at least sample_duration / dt + 2 = "
-                                 f"{self._sample_steps + 2} steps, got {self.history_steps}")
+            self.history_steps = max(self.history_steps, self._sample_steps + 2)
         if isinstance(learning, TimeDriven):
             self._interval_steps = learning.steps(self.dt)
-            needed = self._interval_steps[0] + learning.offset + 4
-            if self.history_steps < needed:
-                raise ValueError(f"history_steps must be at least update_interval + offset + 4 = "
-                                 f"{needed} steps for the time-driven engine, got {self.history_steps}")
+            # an interval's replay reads the whole interval
+            self.history_steps = max(self.history_steps, self._interval_steps[0] + learning.offset + 4)
         self._spike_flags: dict[int, np.ndarray] = {}         # time-driven: by source population
         self._archives: dict[int, learning.Archive] = {}     # by population index
         self._feedbacks: list[learning.Feedback] = []
@@ -397,9 +395,58 @@ class Network:
             recorder.start_chunk(self.step, n_steps)
         remaining = n_steps
         while remaining > 0:
-            done = self._run_engine(lib, remaining)
+            done = self._run_engine(lib, self._fit_history(remaining))
             self.step += done
             remaining -= done
+
+    # -- the history ring: long enough for every window a synapse may still replay ----------------
+
+    def _fit_history(self, remaining: int) -> int:
+        """Steps the next engine call may run so that no replay needs history the ring no longer
+        holds; grows the ring (doubling) when less than half of it, or the rest of the call, fits."""
+        if not self._archives:
+            return remaining
+        oldest = self._oldest_needed_step()
+        span = 0 if oldest is None else max(0, self.step - oldest)
+        capacity = self.history_steps
+        room = capacity - span - HISTORY_MARGIN
+        if room < min(remaining, capacity // 2):
+            while capacity - span - HISTORY_MARGIN < min(remaining, capacity // 2):
+                capacity *= 2
+            self._grow_history(capacity)
+            room = capacity - span - HISTORY_MARGIN
+        return max(1, min(remaining, room))
+
+    def _oldest_needed_step(self) -> int | None:
+        """The oldest step whose history row (or source spike flag) a replay may still read: an
+        event-driven window starts at t_last - 1, a time-driven interval at t_trig (its arrivals
+        from t_trig - delay)."""
+        oldest = None
+        for proj in self.projections:
+            if proj._plastic is None:
+                continue
+            syn = proj._plastic.synapses
+            if self.time_driven:
+                started = syn.t_trig[syn.t_trig > 0]
+                first = int(started.min()) - int(proj._syn.max_delay) if started.size else None
+            else:
+                started = syn.t_last[syn.t_last > 0]
+                first = int(started.min()) - 1 if started.size else None
+            if first is not None:
+                oldest = first if oldest is None else min(oldest, first)
+        return oldest
+
+    def _grow_history(self, capacity: int) -> None:
+        """Re-home every held row (steps step - old capacity .. step - 1) into longer rings."""
+        held = np.arange(max(0, self.step - self.history_steps), self.step)
+        for archive in self._archives.values():
+            offset = self.learning.offset + int(archive.is_readout) if self.time_driven else 0
+            archive.grow(capacity, held, self.step, offset, self._interval_steps[0])
+        for index, flags in self._spike_flags.items():
+            grown = np.zeros((capacity, flags.shape[1]), np.uint8)
+            grown[held % capacity] = flags[held % flags.shape[0]]
+            self._spike_flags[index] = grown
+        self.history_steps = capacity
 
     def _run_engine(self, lib, n_steps: int) -> int:
         models = [p for p in self.populations if isinstance(p, Population)]
@@ -520,6 +567,9 @@ class Network:
     def _check_member(self, pop, what: str) -> None:
         if not isinstance(pop, (Population, SpikeSource)) or pop.network is not self:
             raise ValueError(f"{what}: {pop!r} is not a population of this network")
+
+
+HISTORY_MARGIN = 4      # rows beyond the oldest needed one: the learning signal lands 2-3 rows back
 
 
 def _check_flush_interval(pop, update_interval_ms: float) -> None:

@@ -86,7 +86,7 @@ def train_evidence(shape: EvidenceShape = EvidenceShape(), iterations: int = 50,
     data = make_evidence_samples(shape, total, rng)
     model = compile_model(models.path("eprop_iaf_adapt"))
     readout_model = compile_model(models.path("eprop_readout"))
-    net = Network(dt=1.0, threads=threads, seed=seed, history_steps=steps + 2,
+    net = Network(dt=1.0, threads=threads, seed=seed,
                   learning=event_driven(sample_duration=float(steps)))
     inputs = net.add_spike_source(n_in, times=data.times, senders=data.senders, name="input")
     beta = np.r_[np.zeros(n_rec - n_adaptive), np.full(n_adaptive, 1.7 * (1 - np.exp(-1 / 2000)) /

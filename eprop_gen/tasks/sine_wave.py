@@ -57,7 +57,7 @@ def train_sine_wave(task: SineWaveTask, iterations: int = 30, eta: float = 2e-5,
     n_rec = task.W_rec.shape[0]
     rec_model = compile_model(models.path("eprop_iaf"))
     out_model = compile_model(models.path("eprop_readout"))
-    net = Network(dt=1.0, threads=threads, seed=seed, history_steps=2 * steps)
+    net = Network(dt=1.0, threads=threads, seed=seed)
     step, sender = np.nonzero(np.tile(task.pattern, (iterations, 1)))
     inputs = net.add_spike_source(n_in, times=(step + 1).astype(float), senders=sender, name="input")
     rec = net.add_population(rec_model, n_rec, name="recurrent", params=dict(

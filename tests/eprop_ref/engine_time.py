@@ -190,7 +190,7 @@ def run_engine_time(cfg: TimeConfig, weights: dict, input_spikes: np.ndarray, ta
                               else float(cfg.learning_window),
                               offset=REC_OFFSET, reset_neurons=True,
                               average_gradient=bool(cfg.average_gradient))
-    net = eg.Network(dt=1.0, threads=threads, history_steps=history_steps or total + 2,
+    net = eg.Network(dt=1.0, threads=threads, history_steps=history_steps,
                      learning=schedule)
     rec_model = compiled(recurrent_model_name(cfg), cfg.surrogate)
     out_model = compiled("eprop_readout_bsshslm_2020")

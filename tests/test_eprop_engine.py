@@ -20,6 +20,7 @@ import pytest
 import eprop_gen as eg
 from eprop_gen.engine import adam, gradient_descent
 from eprop_ref import numpy_event as ne
+from eprop_ref.matrices import dense, explicit
 from eprop_ref import sine_task as st
 
 RTOL = 1e-8
@@ -72,18 +73,6 @@ def per_step_target(task: st.SineTask) -> np.ndarray:
     example's amplitude_times = arange(task) + 2), its last value afterwards."""
     target = task.target_over_task()
     return np.vstack([np.zeros((2, task.n_out)), target.T])
-
-
-def dense(proj, shape) -> np.ndarray:
-    W = np.zeros(shape)
-    W[proj.targets, proj.sources] = proj.weights
-    return W
-
-
-def explicit(mask: np.ndarray, W: np.ndarray, delays=None):
-    targets, sources = np.nonzero(mask)
-    return eg.Explicit(sources, targets, weights=W[targets, sources],
-                       delays=None if delays is None else delays[targets, sources])
 
 
 @dataclasses.dataclass

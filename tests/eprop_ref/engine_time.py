@@ -44,6 +44,7 @@ import eprop_gen as eg
 from eprop_gen.engine import adam, gradient_descent
 
 from . import numpy_time as nt
+from .matrices import dense, explicit
 from .time_tasks import TimeConfig, TimeResult, evaluate
 
 FINAL_WEIGHT = nt.FINAL_WEIGHT
@@ -142,18 +143,6 @@ def reference_shaped(cfg: TimeConfig, y: np.ndarray, targets: np.ndarray):
         readout[:, n] = softmax_like_reference(v) if cfg.loss == "cross_entropy" else v
         target[:, n] = at(n)
     return readout, target
-
-
-def dense(proj, shape) -> np.ndarray:
-    W = np.zeros(shape)
-    W[proj.targets, proj.sources] = proj.weights
-    return W
-
-
-def explicit(mask: np.ndarray, W: np.ndarray, delays=None):
-    targets, sources = np.nonzero(mask)
-    return eg.Explicit(sources, targets, weights=np.asarray(W, float)[targets, sources],
-                       delays=None if delays is None else np.asarray(delays)[targets, sources])
 
 
 def masks_of(cfg: TimeConfig, masks: dict | None) -> dict:

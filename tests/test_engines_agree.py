@@ -19,7 +19,6 @@ batch of b steps, the time-driven one at interval 1 with batch 1, so dw_event * 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import eprop_gen as eg
 

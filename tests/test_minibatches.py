@@ -10,7 +10,6 @@ fresh single-sample networks started from the batch's weights, their gradients a
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import eprop_gen as eg
 

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..compiled import CompiledModel
-from . import learning, native
+from . import learning, native, schedule
 from .learning import DEFAULT_HISTORY_STEPS, EventDriven, TimeDriven, history_steps as checked_history_steps
 from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
 from .plasticity import Optimizer
@@ -403,38 +403,14 @@ class Network:
 
     def _fit_history(self, remaining: int) -> int:
         """Steps the next engine call may run so that no replay needs history the ring no longer
-        holds; grows the ring (doubling) when less than half of it, or the rest of the call, fits."""
+        holds (the ring grows when too little fits; schedule.ring_plan)."""
         if not self._archives:
             return remaining
-        oldest = self._oldest_needed_step()
-        span = 0 if oldest is None else max(0, self.step - oldest)
-        capacity = self.history_steps
-        room = capacity - span - HISTORY_MARGIN
-        if room < min(remaining, capacity // 2):
-            while capacity - span - HISTORY_MARGIN < min(remaining, capacity // 2):
-                capacity *= 2
+        oldest = schedule.oldest_needed_step(self.projections, self.time_driven)
+        capacity, steps = schedule.ring_plan(self.history_steps, self.step, oldest, remaining)
+        if capacity != self.history_steps:
             self._grow_history(capacity)
-            room = capacity - span - HISTORY_MARGIN
-        return max(1, min(remaining, room))
-
-    def _oldest_needed_step(self) -> int | None:
-        """The oldest step whose history row (or source spike flag) a replay may still read: an
-        event-driven window starts at t_last - 1, a time-driven interval at t_trig (its arrivals
-        from t_trig - delay)."""
-        oldest = None
-        for proj in self.projections:
-            if proj._plastic is None:
-                continue
-            syn = proj._plastic.synapses
-            if self.time_driven:
-                started = syn.t_trig[syn.t_trig > 0]
-                first = int(started.min()) - int(proj._syn.max_delay) if started.size else None
-            else:
-                started = syn.t_last[syn.t_last > 0]
-                first = int(started.min()) - 1 if started.size else None
-            if first is not None:
-                oldest = first if oldest is None else min(oldest, first)
-        return oldest
+        return steps
 
     def _grow_history(self, capacity: int) -> None:
         """Re-home every held row (steps step - old capacity .. step - 1) into longer rings."""
@@ -443,9 +419,7 @@ class Network:
             offset = self.learning.offset + int(archive.is_readout) if self.time_driven else 0
             archive.grow(capacity, held, self.step, offset, self._interval_steps[0])
         for index, flags in self._spike_flags.items():
-            grown = np.zeros((capacity, flags.shape[1]), np.uint8)
-            grown[held % capacity] = flags[held % flags.shape[0]]
-            self._spike_flags[index] = grown
+            self._spike_flags[index] = schedule.grown_flags(flags, capacity, held)
         self.history_steps = capacity
 
     def _run_engine(self, lib, n_steps: int) -> int:
@@ -489,7 +463,7 @@ class Network:
             net.sample_steps = self._sample_steps
             for pop in self.populations:
                 if isinstance(pop, Population):
-                    self._restore_on_reset(pop, pops[pop.index], keep)
+                    schedule.restore_on_reset(pop, pops[pop.index], keep)
         done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
         for i, pop in enumerate(self.populations):
             if isinstance(pop, Population):
@@ -513,32 +487,15 @@ class Network:
         net.average_gradient = int(self.learning.average_gradient)
         for index, archive in self._archives.items():
             pops[index].interval_offset = self.learning.offset + int(archive.is_readout)
-            self._restore_on_reset(archive.pop, pops[index], keep)
+            schedule.restore_on_reset(archive.pop, pops[index], keep)
         for proj in self.projections:
             if proj.plasticity is None:
                 continue
             source = proj.source
-            _check_flush_interval(source, U * self.dt)
+            schedule.check_flush_interval(source, U * self.dt)
             if source.index not in self._spike_flags:
                 self._spike_flags[source.index] = np.zeros((self.history_steps, source.n), np.uint8)
-            flags = self._spike_flags[source.index]
-            keep.append(flags)
-            pops[source.index].spike_flags = pointer(flags, ctypes.c_uint8)
-            pops[source.index].flag_capacity = flags.shape[0]
-
-    @staticmethod
-    def _restore_on_reset(pop: Population, struct, keep: list) -> None:
-        """What an interval or sample start restores: the model's initial state for the current
-        parameters (observables restart from 0)."""
-        initial = pop.model.initial_state({k: pop._param[i].copy() for i, k in enumerate(pop.model.params)})
-        rows = [np.ascontiguousarray(np.broadcast_to(np.asarray(initial.get(name, pop._state[k]), REAL),
-                                                     (pop.n,)))
-                for k, name in enumerate(pop.model.states)]
-        table = native.pointer_table(rows, native.c_real)
-        keep += [rows, table]
-        struct.n_states = len(rows)
-        struct.n_observables = len(pop.model.observables)
-        struct.initial_state = ctypes.cast(table, native.c_real_pp)
+            schedule.flags_struct_fields(pops[source.index], self._spike_flags[source.index], keep)
 
     @property
     def time_driven(self) -> bool:
@@ -567,20 +524,6 @@ class Network:
     def _check_member(self, pop, what: str) -> None:
         if not isinstance(pop, (Population, SpikeSource)) or pop.network is not self:
             raise ValueError(f"{what}: {pop!r} is not a population of this network")
-
-
-HISTORY_MARGIN = 4      # rows beyond the oldest needed one: the learning signal lands 2-3 rows back
-
-
-def _check_flush_interval(pop, update_interval_ms: float) -> None:
-    """The time-driven engine (as NEST's bsshslm) is exact only for flush intervals >= U."""
-    if not isinstance(pop, Population) or pop.model.flush_interval is None:
-        return
-    flush = pop.model.flush_interval({k: pop._param[i] for i, k in enumerate(pop.model.params)})["flush"]
-    if np.any(flush < update_interval_ms - 1e-9):
-        raise ValueError(f"population '{pop.name}': a flush interval of {float(flush.min())} ms is shorter "
-                         f"than the update interval ({update_interval_ms} ms); the time-driven engine "
-                         f"needs flush_event_send_interval >= update_interval (NEST refuses it too)")
 
 
 def _count(n) -> int:

@@ -1,0 +1,86 @@
+"""What the e-prop schedule adds to every engine call (the Network's helpers):
+
+- the history ring: each learning population keeps its last `capacity` steps; before an engine call
+  the Network finds the oldest step any replay may still read and runs only as many steps as fit,
+  doubling the ring when too little fits (rows nobody needs are overwritten, so memory follows the
+  longest window still open);
+- the time-driven engine's part of the engine structs (intervals, offsets, spike flags);
+- what an interval or sample start restores (the model's initial state).
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from . import native
+from .native import REAL, pointer
+
+HISTORY_MARGIN = 4      # rows beyond the oldest needed one: the learning signal lands 2-3 rows back
+
+
+def ring_plan(capacity: int, step: int, oldest: int | None, remaining: int) -> tuple[int, int]:
+    """(ring length, steps to run): every replay of the next steps finds its rows, and at least
+    half the ring (or the rest of the call) fits before the next check."""
+    span = 0 if oldest is None else max(0, step - oldest)
+    while capacity - span - HISTORY_MARGIN < min(remaining, capacity // 2):
+        capacity *= 2
+    return capacity, max(1, min(remaining, capacity - span - HISTORY_MARGIN))
+
+
+def oldest_needed_step(projections, time_driven: bool) -> int | None:
+    """The oldest step whose history row (or source spike flag) a replay may still read: an
+    event-driven window starts at t_last - 1, a time-driven interval at t_trig (its arrivals
+    from t_trig - delay). None when no plastic synapse has started."""
+    oldest = None
+    for proj in projections:
+        if proj._plastic is None:
+            continue
+        syn = proj._plastic.synapses
+        if time_driven:
+            started = syn.t_trig[syn.t_trig > 0]
+            first = int(started.min()) - int(proj._syn.max_delay) if started.size else None
+        else:
+            started = syn.t_last[syn.t_last > 0]
+            first = int(started.min()) - 1 if started.size else None
+        if first is not None:
+            oldest = first if oldest is None else min(oldest, first)
+    return oldest
+
+
+def grown_flags(flags: np.ndarray, capacity: int, held: np.ndarray) -> np.ndarray:
+    """A longer spike-flag ring with the rows of the steps `held`."""
+    grown = np.zeros((capacity, flags.shape[1]), np.uint8)
+    grown[held % capacity] = flags[held % flags.shape[0]]
+    return grown
+
+
+def restore_on_reset(pop, struct, keep: list) -> None:
+    """What an interval or sample start restores: the model's initial state for the current
+    parameters (observables restart from 0)."""
+    params = {k: pop._param[i].copy() for i, k in enumerate(pop.model.params)}
+    initial = pop.model.initial_state(params)
+    rows = [np.ascontiguousarray(np.broadcast_to(np.asarray(initial.get(name, pop._state[k]), REAL), (pop.n,)))
+            for k, name in enumerate(pop.model.states)]
+    table = native.pointer_table(rows, native.c_real)
+    keep += [rows, table]
+    struct.n_states = len(rows)
+    struct.n_observables = len(pop.model.observables)
+    struct.initial_state = ctypes.cast(table, native.c_real_pp)
+
+
+def flags_struct_fields(struct, flags: np.ndarray, keep: list) -> None:
+    keep.append(flags)
+    struct.spike_flags = pointer(flags, ctypes.c_uint8)
+    struct.flag_capacity = flags.shape[0]
+
+
+def check_flush_interval(pop, update_interval_ms: float) -> None:
+    """The time-driven engine (as NEST's bsshslm) is exact only for flush intervals >= U."""
+    if getattr(pop, "model", None) is None or pop.model.flush_interval is None:
+        return
+    flush = pop.model.flush_interval({k: pop._param[i] for i, k in enumerate(pop.model.params)})["flush"]
+    if np.any(flush < update_interval_ms - 1e-9):
+        raise ValueError(f"population '{pop.name}': a flush interval of {float(flush.min())} ms is shorter "
+                         f"than the update interval ({update_interval_ms} ms); the time-driven engine "
+                         f"needs flush_event_send_interval >= update_interval (NEST refuses it too)")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from eprop_ref import numpy_time as nt
-from eprop_ref.time_tasks import (EvidenceShape, TimeConfig, evidence_config, evidence_task,
+from eprop_ref.time_tasks import (EvidenceShape, evidence_config, evidence_task,
                                   sine_config, sine_task)
 
 REL_TOL = 1e-8

@@ -7,7 +7,6 @@ scipy.integrate.solve_ivp for the non-linear Izhikevich model.
 from __future__ import annotations
 
 import math
-import re
 
 import mpmath
 import numpy as np

@@ -125,6 +125,7 @@ class Archive:
         self.output_state = recordables.index("y") if "y" in observables else -1
         self.target = np.zeros((0, pop.n), REAL)
         self.window = np.zeros((0, pop.n), REAL)
+        self.target_start = self.window_start = 0       # step of row 0
         self.loss = LOSSES[0]
         self.spike_count = None             # time-driven engine: see use_intervals
         self.interval_spikes = None
@@ -161,6 +162,7 @@ class Archive:
             output_state=self.output_state, history=ctypes.addressof(self.history.view),
             target_rows=self.target.shape[0], target=pointer(self.target, native.c_real),
             window_rows=self.window.shape[0], window=pointer(self.window, native.c_real),
+            target_start=self.target_start, window_start=self.window_start,
             softmax=int(self.loss == "cross_entropy"),
             spike_count=pointer(self.spike_count, ctypes.c_int64),
             interval_spikes=pointer(self.interval_spikes, ctypes.c_int64),

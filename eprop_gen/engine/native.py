@@ -106,6 +106,8 @@ class EgArchive(ctypes.Structure):             # eg_archive
         ("target", c_real_p),
         ("window_rows", ctypes.c_int64),
         ("window", c_real_p),
+        ("target_start", ctypes.c_int64),
+        ("window_start", ctypes.c_int64),
         ("softmax", ctypes.c_int32),
         ("reserved", ctypes.c_int32),
         ("spike_count", c_int64_p),       # time-driven engine only

@@ -336,10 +336,12 @@ class Network:
 
     # -- learning ----------------------------------------------------------------------------
 
-    def add_target(self, readout: Population, values, loss: str = "mean_squared_error") -> None:
+    def add_target(self, readout: Population, values, loss: str = "mean_squared_error",
+                   start: float = 0.0) -> None:
         """The target y* of a readout, per step: values[k] (shape (steps,) or (steps, n)) is used
-        in step k, the last row in every later step (NEST: a target amplitude set at T ms is
-        used from step T/dt on). Replaces an earlier target.
+        in step start/dt + k, the last row in every later step, the first in earlier ones (NEST: a
+        target amplitude set at T ms is used from step T/dt on). Replaces an earlier target, so
+        streamed training sets each batch's target with its start time.
 
         loss: "mean_squared_error" (error y - y*) or "cross_entropy" (y is first normalised by a
         softmax over the readout population, the error of softmax cross-entropy with the one-hot or
@@ -348,13 +350,15 @@ class Network:
             raise ValueError(f"add_target: loss must be one of {', '.join(learning.LOSSES)}, got {loss!r}")
         archive = self._readout_archive(readout, "add_target")
         archive.target = learning.per_step_values(values, readout.n, "add_target")
+        archive.target_start = int(steps_on_grid(start, self.dt, "add_target start")[0])
         archive.loss = loss
 
-    def add_learning_window(self, readout: Population, values) -> None:
+    def add_learning_window(self, readout: Population, values, start: float = 0.0) -> None:
         """The learning window lambda of a readout, per step like add_target (default: 1 in every
         step). The error is E = (y - y*) * lambda."""
-        self._readout_archive(readout, "add_learning_window").window = \
-            learning.per_step_values(values, readout.n, "add_learning_window")
+        archive = self._readout_archive(readout, "add_learning_window")
+        archive.window = learning.per_step_values(values, readout.n, "add_learning_window")
+        archive.window_start = int(steps_on_grid(start, self.dt, "add_learning_window start")[0])
 
     def connect_feedback(self, readout: Population, target: Population, B) -> None:
         """Learning signals: L_j[n-1] += B[j, k] * E_k[n] for neuron j of `target` and readout k
@@ -502,6 +506,16 @@ class Network:
         return isinstance(self.learning, TimeDriven)
 
     # -- results -----------------------------------------------------------------------------
+
+    def forget_spikes(self, before_ms: float | None = None) -> None:
+        """Drop recorded spikes (of every population and spike source) emitted before `before_ms`
+        (default: now), keeping whatever delivery still needs: long runs stay in bounded memory.
+        `spikes()` then reports only the later ones."""
+        step = self.step if before_ms is None else int(steps_on_grid(before_ms, self.dt, "forget_spikes")[0])
+        reach = max((int(p._syn.max_delay) for p in self.projections), default=0)
+        step = min(step, self.step) - reach
+        for pop in self.populations:
+            pop._forget_before(step)
 
     def spikes(self, pop: AnyPopulation) -> tuple[np.ndarray, np.ndarray]:
         """(times in ms, sender ids) of all spikes so far, by ascending time then id (flush events

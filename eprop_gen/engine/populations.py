@@ -90,6 +90,28 @@ class SpikeSource:
     def __repr__(self):
         return f"SpikeSource({self.name!r}, n={self.n}, spikes={self.spike_steps.size})"
 
+    def add_spikes(self, times, senders=None) -> None:
+        """More spikes, all in the future (time > the network's current time): streamed input,
+        e.g. the next batch of samples."""
+        steps, ids = self._validated_spikes(times, senders)
+        if steps.size and steps.min() - 1 < self.network.step:
+            raise ValueError(f"add_spikes: spike times must lie after the current time "
+                             f"{self.network.time} ms (got {steps.min() * self.network.dt} ms)")
+        steps = np.concatenate([self.spike_steps, steps])
+        ids = np.concatenate([self.spike_senders, ids])
+        order = np.lexsort((ids, steps))
+        self.spike_steps, self.spike_senders = steps[order], ids[order]
+        self.event_step, self.event_sender, self.event_multiplicity = self._events(steps[order], ids[order])
+
+    def _forget_before(self, step: int) -> None:
+        """Drop the spikes emitted before `step` (they can no longer be delivered)."""
+        keep = self.spike_steps - 1 >= step
+        self.spike_steps, self.spike_senders = self.spike_steps[keep], self.spike_senders[keep]
+        keep = self.event_step >= step
+        self.event_step = np.ascontiguousarray(self.event_step[keep])
+        self.event_sender = np.ascontiguousarray(self.event_sender[keep])
+        self.event_multiplicity = np.ascontiguousarray(self.event_multiplicity[keep])
+
     def _validated_spikes(self, times, senders):
         if times is None:
             if senders is not None:
@@ -250,6 +272,16 @@ class Population:
             new[step % slots] = old[step % old_slots]
         self._rings[port] = new
         self._ring_slots[port] = slots
+
+    def _forget_before(self, step: int) -> None:
+        """Drop the recorded spikes emitted before `step` (kept: what delivery can still reach)."""
+        used = self._rec_count
+        start = int(np.searchsorted(self._rec_step[:used], step, side="left"))
+        if start:
+            kept = used - start
+            self._rec_step[:kept] = self._rec_step[start:used]
+            self._rec_sender[:kept] = self._rec_sender[start:used]
+            self._rec_count = kept
 
     def _ensure_spike_record_room(self) -> None:
         """The engine stops before a step that could overflow; make room for at least one step."""

@@ -111,11 +111,14 @@ typedef struct eg_archive {
     int32_t reg_state;             // R -> history regularisation row (0 if absent)
     int32_t output_state;          // readouts: y; the learning-signal row gets (y - y*) * lambda
     eg_history* history;
-    // per-step inputs of a readout, [rows][n]: step n uses row min(n, rows - 1)
+    // per-step inputs of a readout, [rows][n] from step *_start on: step n uses row
+    // clamp(n - start, 0, rows - 1)
     int64_t target_rows;           // 0: y* = 0
     const eg_real* target;
     int64_t window_rows;           // 0: lambda = 1
     const eg_real* window;
+    int64_t target_start;
+    int64_t window_start;
     int32_t softmax;               // readouts: y normalised over the population (cross-entropy loss)
     int32_t reserved;
     // time-driven engine: spike counts per update interval (the regularisation of that interval)

@@ -28,6 +28,7 @@ inline int64_t history_row(const eg_history* h, int64_t step) { return (step % h
 inline eg_real per_step_value(const eg_real* values, int64_t rows, int64_t n, int64_t step,
                               int64_t i, eg_real absent) {
     if (rows == 0) return absent;
+    if (step < 0) step = 0;
     return values[(step < rows ? step : rows - 1) * n + i];
 }
 
@@ -35,7 +36,7 @@ inline eg_real per_step_value(const eg_real* values, int64_t rows, int64_t n, in
 // schedule's window: only the last LW steps of the readout's interval count (spec §8.3).
 inline eg_real error_weight(const eg_network* net, const eg_archive& a, const eg_engine_pop& pop,
                             int64_t step, int64_t i) {
-    eg_real window = per_step_value(a.window, a.window_rows, pop.n, step, i, 1);
+    eg_real window = per_step_value(a.window, a.window_rows, pop.n, step - a.window_start, i, 1);
     if (time_driven(net) &&
         interval_phase(net, pop, step) < net->update_interval - net->learning_window) window = 0;
     return window;
@@ -55,7 +56,7 @@ void archive_own(const eg_network* net, const eg_archive& a, const eg_engine_pop
         eg_real error = 0;
         if (a.output_state >= 0 && !a.softmax) {
             const eg_real y = state[a.output_state][i];
-            const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step, i, 0);
+            const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step - a.target_start, i, 0);
             error = (y - target) * error_weight(net, a, pop, step, i);
         }
         h->learning_signal[row + i] = error;
@@ -81,7 +82,7 @@ void softmax_error_phase(const eg_network* net, int t, int T, int64_t step, cons
         const int64_t row = history_row(h, step);
         for (int64_t i = r.lo; i < r.hi; ++i) {
             const eg_real y = exp(u[i] - largest) / sum;
-            const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step, i, 0);
+            const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step - a.target_start, i, 0);
             h->learning_signal[row + i] = (y - target) * error_weight(net, a, pop, step, i);
         }
     }

@@ -1,0 +1,124 @@
+"""A network's complete simulation state as named numpy arrays (checkpoints), and back.
+
+`network_state(net)` collects everything a later `simulate` reads: time, neuron states and
+parameters, pending synaptic input, the spikes delivery can still reach, e-prop histories, every
+plastic synapse's state (weights, eligibility, optimizer moments, schedule), spike flags and
+interval counts. `load_network_state(net, state)` writes it into a network built the same way (same
+code, configuration and seed); simulating on from there gives bitwise the result of the run that
+was never interrupted. Arrays the engine's pointer tables reference are written in place; the
+others (rings, records, histories) are replaced, which is safe because their pointers are handed to
+C afresh at every engine call.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from . import plasticity
+from .populations import Population, SpikeSource
+
+_POPULATION_ARRAYS = ("_param", "_state", "_refractory", "_spiked", "_ring_slots")
+_SYNAPSE_ARRAYS = ("eps", "traces", "zbuf", "grad", "c_rem", "n_decay", "t_last", "last_was_flush", "weight",
+                   "t_trig", "t_next_upd")
+
+
+def network_state(net) -> dict[str, np.ndarray]:
+    out = {"net/step": np.int64(net.step), "net/history_steps": np.int64(net.history_steps),
+           "net/projections_at_last_step": np.int64(net._projections_at_last_step)}
+    for pop in net.populations:
+        key = f"pop{pop.index}"
+        if isinstance(pop, SpikeSource):
+            out.update({f"{key}/spike_steps": pop.spike_steps, f"{key}/spike_senders": pop.spike_senders})
+            continue
+        for name in _POPULATION_ARRAYS:
+            out[f"{key}/{name}"] = getattr(pop, name)
+        for port, ring in enumerate(pop._rings):
+            out[f"{key}/ring{port}"] = ring
+        out[f"{key}/rec_step"] = pop._rec_step[:pop._rec_count]
+        out[f"{key}/rec_sender"] = pop._rec_sender[:pop._rec_count]
+        out[f"{key}/flush_step"] = pop._flush_step[:pop._flush_count]
+        out[f"{key}/flush_sender"] = pop._flush_sender[:pop._flush_count]
+    for proj in net.projections:
+        key = f"proj{proj.index}"
+        out[f"{key}/weights"] = proj._syn.weights
+        if proj._plastic is None:
+            continue
+        syn = proj._plastic.synapses
+        for name in _SYNAPSE_ARRAYS:
+            if getattr(syn, name) is not None:
+                out[f"{key}/{name}"] = getattr(syn, name)
+        out[f"{key}/opt"] = np.frombuffer(bytes(syn.opt), np.uint8)
+        out[f"{key}/eta_bookkeeping"] = np.array([syn._eta, syn._eta_changes, syn._eta_first])
+    for index, archive in net._archives.items():
+        key = f"archive{index}"
+        for name in ("psi", "learning_signal", "regularisation"):
+            out[f"{key}/{name}"] = getattr(archive.history, name)
+        for name in ("spike_count", "interval_spikes"):
+            if getattr(archive, name) is not None:
+                out[f"{key}/{name}"] = getattr(archive, name)
+    for index, flags in net._spike_flags.items():
+        out[f"flags{index}"] = flags
+    return {k: np.array(v, copy=True) for k, v in out.items()}
+
+
+def load_network_state(net, state) -> None:
+    """Write a `network_state` into `net` (built like the saved one); ValueError if it does not fit."""
+    _check_fits(net, state)
+    net.step = int(state["net/step"])
+    net.history_steps = int(state["net/history_steps"])
+    net._projections_at_last_step = int(state["net/projections_at_last_step"])
+    for pop in net.populations:
+        key = f"pop{pop.index}"
+        if isinstance(pop, SpikeSource):
+            pop.spike_steps = np.array(state[f"{key}/spike_steps"])
+            pop.spike_senders = np.array(state[f"{key}/spike_senders"])
+            pop.event_step, pop.event_sender, pop.event_multiplicity = pop._events(pop.spike_steps,
+                                                                                  pop.spike_senders)
+            continue
+        for name in _POPULATION_ARRAYS:
+            np.copyto(getattr(pop, name), state[f"{key}/{name}"])
+        pop._rings = [np.array(state[f"{key}/ring{port}"]) for port in range(len(pop._rings))]
+        pop._rec_step, pop._rec_sender = np.array(state[f"{key}/rec_step"]), np.array(state[f"{key}/rec_sender"])
+        pop._rec_count = pop._rec_step.size
+        pop._flush_step = np.array(state[f"{key}/flush_step"])
+        pop._flush_sender = np.array(state[f"{key}/flush_sender"])
+        pop._flush_count = pop._flush_step.size
+    for proj in net.projections:
+        key = f"proj{proj.index}"
+        np.copyto(proj._syn.weights, state[f"{key}/weights"])
+        if proj._plastic is None:
+            continue
+        syn = proj._plastic.synapses
+        for name in _SYNAPSE_ARRAYS:
+            if getattr(syn, name) is not None:
+                np.copyto(getattr(syn, name), state[f"{key}/{name}"])
+        raw = np.ascontiguousarray(state[f"{key}/opt"], np.uint8)
+        ctypes.memmove(ctypes.addressof(syn.opt), raw.ctypes.data, raw.size)
+        eta, changes, first = state[f"{key}/eta_bookkeeping"]
+        syn._eta, syn._eta_changes, syn._eta_first = float(eta), int(changes), float(first)
+        syn.optimizer.eta_first, syn.optimizer.n_eta_changes = syn._eta_first, syn._eta_changes
+        if syn.accumulator is not None:
+            syn.accumulator.eta_first, syn.accumulator.n_eta_changes = syn._eta_first, syn._eta_changes
+    for index, archive in net._archives.items():
+        key = f"archive{index}"
+        psi = state[f"{key}/psi"]
+        archive.history = plasticity.History(psi.shape[0], psi.shape[1])
+        for name in ("psi", "learning_signal", "regularisation"):
+            np.copyto(getattr(archive.history, name), state[f"{key}/{name}"])
+        for name in ("spike_count", "interval_spikes"):
+            if f"{key}/{name}" in state:
+                setattr(archive, name, np.array(state[f"{key}/{name}"]))
+    net._spike_flags = {int(k[len("flags"):]): np.array(v) for k, v in state.items() if k.startswith("flags")}
+
+
+def _check_fits(net, state) -> None:
+    for pop in net.populations:
+        key = f"pop{pop.index}"
+        if isinstance(pop, Population) and state.get(f"{key}/_state", np.zeros(0)).shape != pop._state.shape:
+            raise ValueError(f"checkpoint does not fit this network: population '{pop.name}' differs")
+    for proj in net.projections:
+        if state.get(f"proj{proj.index}/weights", np.zeros(0)).shape != proj._syn.weights.shape:
+            raise ValueError(f"checkpoint does not fit this network: {proj!r} differs")
+        if (proj._plastic is not None) != (f"proj{proj.index}/opt" in state):
+            raise ValueError(f"checkpoint does not fit this network: plasticity of {proj!r} differs")

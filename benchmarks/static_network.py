@@ -25,7 +25,7 @@ DT, T_MS, K, N_IN, RATE_IN, W_IN, W_REC = 1.0, 1000.0, 100, 100, 20.0, 0.55, 0.2
 
 def network_arrays(n: int, seed: int):
     import eprop_gen as eg
-    from eprop_gen.demo import poisson_trains
+    from eprop_gen.tasks.poisson import poisson_trains
     times, senders = poisson_trains(N_IN, RATE_IN, T_MS, DT, np.random.default_rng(seed))
     model = eg.compile_model(eg.models.path("iaf_psc_delta"))
     net = eg.Network(dt=DT, threads=1, seed=seed)

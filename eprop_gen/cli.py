@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+from importlib.resources import as_file
 
 from . import models as shipped
 from .errors import EpropGenError
@@ -101,18 +102,125 @@ def list_models() -> None:
         click.echo(f"{name:20s} {first}")
 
 
+def _fail_usage(error: Exception) -> None:
+    """A bad configuration or output folder: one line, exit status 2 (as click's usage errors)."""
+    click.echo(f"error: {error}", err=True)
+    sys.exit(2)
+
+
+def _report_run(result, echo) -> None:
+    last = result.metrics[-1] if result.metrics else None
+    if last is not None:
+        first = result.metrics[0]
+        accuracy = f", accuracy {last['accuracy']:.3f}" if last["accuracy"] is not None else ""
+        echo(f"loss {first['loss']:.4g} (iteration {first['iteration']}) -> {last['loss']:.4g} "
+             f"(iteration {last['iteration']}){accuracy}")
+    if result.test is not None:
+        accuracy = f", accuracy {result.test['accuracy']:.3f}" if result.test["accuracy"] is not None else ""
+        echo(f"test set ({result.test['samples']} samples): loss {result.test['loss']:.4g}{accuracy}")
+    echo(f"written to {result.folder}/: metrics.json, weights.npz, checkpoint.npz, learning_curve.png, sample.png")
+
+
+RUN_OPTIONS = [
+    click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                 help="Run folder (default: runs/<config name>); never overwritten without --resume."),
+    click.option("--data", help="Folder with the task's data set (N-MNIST: NMNIST/Train, NMNIST/Test)."),
+]
+
+
+def _with(options):
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
 @main.command()
-@click.option("-i", "--iterations", default=30, show_default=True, help="Training iterations (sequences).")
-@click.option("--threads", default=2, show_default=True, help="OpenMP threads.")
-@click.option("--seed", default=1, show_default=True)
-def demo(iterations: int, threads: int, seed: int) -> None:
-    """Train a recurrent spiking network (300 eprop_iaf neurons, the shipped NEST-equivalent model)
-    with event-driven e-prop on sine-wave pattern generation, offline, and print the loss falling."""
-    from .demo import run_demo
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@_with(RUN_OPTIONS)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--iterations", type=int, help="Override [training] iterations.")
+@click.option("--threads", type=int, help="Override [training] threads.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(config: Path, out: Path | None, data: str | None, resume: bool, iterations: int | None,
+          threads: int | None, quiet: bool) -> None:
+    """Train the network CONFIG (a TOML file, see examples/*.toml and docs/training.md) describes,
+    with a progress bar; write metrics.json, weights.npz, a checkpoint and plots to --out."""
+    from .train import ConfigError, RunFolderError
+    from .train import train as run
+    overrides = {"training": {k: v for k, v in (("iterations", iterations), ("threads", threads)) if v is not None}}
     try:
-        run_demo(iterations=iterations, threads=threads, seed=seed, echo=click.echo)
+        result = run(config, out=out, resume=resume, data=data, progress=not quiet, echo=click.echo,
+                     overrides=overrides)
+    except (ConfigError, RunFolderError) as e:
+        _fail_usage(e)
     except EpropGenError as e:
         _fail(e)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: continue with --resume (the last checkpoint is kept)", err=True)
+        sys.exit(130)
+    _report_run(result, click.echo)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="weights.npz of a run (eprop-gen train writes it).")
+@click.option("--data", help="Folder with the task's data set.")
+@click.option("--samples", default=1000, show_default=True, help="Test samples to evaluate.")
+def evaluate(config: Path, weights: Path, data: str | None, samples: int) -> None:
+    """Test-set loss and accuracy of saved weights on the task of CONFIG (learning off)."""
+    from .train import ConfigError, RunFolderError
+    from .train import evaluate as run
+    try:
+        result = run(config, weights, data=data, samples=samples)
+    except (ConfigError, RunFolderError) as e:
+        _fail_usage(e)
+    except EpropGenError as e:
+        _fail(e)
+    accuracy = f"  accuracy {result['accuracy']:.4f}" if result["accuracy"] is not None else ""
+    click.echo(f"{result['samples']} test samples: loss {result['loss']:.6g}{accuracy}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder (default: eprop-gen-demo, or -2, -3, ... if that exists).")
+@click.option("-i", "--iterations", type=int, help="Training iterations (default 120).")
+@click.option("--threads", default=2, show_default=True, help="OpenMP threads.")
+def demo(out: Path | None, iterations: int | None, threads: int) -> None:
+    """Train a recurrent spiking network (300 eprop_iaf neurons, the shipped NEST-equivalent model)
+    with event-driven e-prop on sine-wave pattern generation, offline, in about a minute; print the
+    loss falling and where the plots are."""
+    from importlib.resources import files
+    from .train import train as run
+    folder = out if out is not None else _fresh_folder(Path("eprop-gen-demo"))
+    overrides = {"training": {"threads": threads, **({"iterations": iterations} if iterations else {})}}
+    click.echo("sine-wave pattern generation: 50 Poisson inputs -> 300 recurrent eprop_iaf neurons -> 1 readout, "
+               f"500 ms per sample, event-driven e-prop, {threads} thread(s)")
+
+    def report(record: dict) -> None:
+        if record["iteration"] == 0 or (record["iteration"] + 1) % 10 == 0:
+            click.echo(f"  iteration {record['iteration'] + 1:3d}: loss {record['loss']:9.3f}")
+
+    try:
+        with as_file(files("eprop_gen.train") / "demo.toml") as config:
+            result = run(config, out=folder, progress=False, echo=click.echo, overrides=overrides,
+                         on_iteration=report)
+    except EpropGenError as e:
+        _fail(e)
+    first, last = result.metrics[0]["loss"], result.metrics[-1]["loss"]
+    click.echo(f"loss fell from {first:.2f} to {last:.2f} ({first / last:.1f}x lower)")
+    click.echo(f"plots: {result.folder / 'learning_curve.png'}, {result.folder / 'sample.png'}")
+    click.echo("next: eprop-gen train examples/evidence_accumulation_short.toml | docs/training.md")
+
+
+def _fresh_folder(base: Path) -> Path:
+    candidate, k = base, 1
+    while candidate.exists():
+        k += 1
+        candidate = base.with_name(f"{base.name}-{k}")
+    return candidate
 
 
 if __name__ == "__main__":

@@ -1,7 +1,4 @@
-"""The built-in sine-wave task learns through the public API (what `eprop-gen demo` runs)."""
-from click.testing import CliRunner
-
-from eprop_gen.cli import main
+"""The built-in sine-wave task learns through the public Python API (continuous event-driven e-prop)."""
 from eprop_gen.tasks import make_sine_wave_task, train_sine_wave
 
 
@@ -10,9 +7,3 @@ def test_sine_wave_task_learns():
     losses = train_sine_wave(task, iterations=20, threads=2)
     assert losses[-1] * 5 <= losses[0], losses
     assert min(losses[10:]) < min(losses[:5])
-
-
-def test_demo_command_prints_the_falling_loss():
-    result = CliRunner().invoke(main, ["demo", "-i", "5"])
-    assert result.exit_code == 0, result.output
-    assert "iteration   5: loss" in result.output and "loss fell from" in result.output

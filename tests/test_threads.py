@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import eprop_gen as eg
-from eprop_gen.demo import poisson_trains
+from eprop_gen.tasks.poisson import poisson_trains
 
 
 def run(model, threads: int, excitatory: str, inhibitory: str, n: int = 2000, t_ms: float = 200.0):

@@ -151,6 +151,10 @@ class _StateRecorder:
             first_step=self.first_steps[-1], out=pointer(out, native.c_real))
             for state, out in zip(self.state_index, self.chunks[-1])]
 
+    def clear(self) -> None:
+        self.first_steps.clear()
+        self.chunks.clear()
+
     def result(self, dt: float) -> dict[str, np.ndarray]:
         steps = [np.arange(s, s + c[0].shape[0]) for s, c in zip(self.first_steps, self.chunks)]
         all_steps = np.concatenate(steps) if steps else np.zeros(0, np.int64)
@@ -527,13 +531,17 @@ class Network:
         used = pop._rec_count
         return (pop._rec_step[:used] + 1) * self.dt, pop._rec_sender[:used].copy()
 
-    def recording(self, pop: Population) -> dict[str, np.ndarray]:
-        """{"times": (T,), var: (T, n_recorded)} with columns in the order neurons were given."""
+    def recording(self, pop: Population, clear: bool = False) -> dict[str, np.ndarray]:
+        """{"times": (T,), var: (T, n_recorded)} with columns in the order neurons were given.
+        clear: forget what was returned (long runs read their recordings piece by piece)."""
         self._check_member(pop, "recording")
         if pop.index not in self._recorders:
             raise ValueError(f"recording: population '{pop.name}' is not recorded; call record() "
                              f"before simulate()")
-        return self._recorders[pop.index].result(self.dt)
+        result = self._recorders[pop.index].result(self.dt)
+        if clear:
+            self._recorders[pop.index].clear()
+        return result
 
     def _check_member(self, pop, what: str) -> None:
         if not isinstance(pop, (Population, SpikeSource)) or pop.network is not self:

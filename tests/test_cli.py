@@ -15,7 +15,7 @@ from eprop_gen import models
 from eprop_gen.cli import main
 from eprop_gen.compiler import check_source
 
-COMMANDS = ("check", "compile", "models", "demo")
+COMMANDS = ("check", "compile", "models", "demo", "train", "evaluate")
 FAST_MODEL = "leaky_readout"        # the cheapest shipped model to solve and compile
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run(script: str) -> str:
-    done = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, timeout=300)
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     return done.stdout
@@ -35,3 +36,9 @@ def test_time_driven_example_learns():
     out = run("time_driven_sine.py")
     first, last, factor = map(float, re.search(r"loss ([\d.]+) -> ([\d.]+) \(([\d.]+)x lower\)", out).groups())
     assert factor > 4
+
+
+def test_training_from_python_example(tmp_path):
+    out = run("train_from_python.py", str(tmp_path / "run"), "3")
+    assert "iteration   2" in out and "test: 64 samples" in out and "recurrent synapses: 9900" in out
+    assert (tmp_path / "run" / "weights.npz").is_file()

@@ -60,7 +60,7 @@ def run_both(model_name, kind, cfg, seed):
         params = {"tau_m": cfg.tau_m_out, "eprop_isi_trace_cutoff": cfg.cutoff_out}
     pop = net.add_population(model, N_TARGETS, params=params)
     history = plasticity.History(STEPS, N_TARGETS)
-    history.psi[:], history.learning_signal[:], history.regularisation[:] = psi, L, R
+    history.psi[:], history.learning_signal[:], history.regularisation[:] = psi.T, L.T, R.T   # neuron-major
     eps_size, n_traces = model.learning_ports["spikes"]
     optimizer = plasticity.Optimizer(kind=plasticity.ADAM if cfg.optimizer == "adam" else plasticity.GRADIENT_DESCENT,
                                      eta=cfg.eta, batch_size=cfg.batch_size,

@@ -130,13 +130,14 @@ class Archive:
         self.spike_count = None             # time-driven engine: see use_intervals
         self.interval_spikes = None
 
-    def grow(self, capacity: int, held: np.ndarray, step: int, offset: int, update_interval: int) -> None:
-        """A longer history ring with the rows of the steps `held`; time-driven: the interval
+    def grow(self, capacity: int, first: int, step: int, offset: int, update_interval: int) -> None:
+        """A longer history ring with the entries of steps [first, step); time-driven: the interval
         counts of every interval the longer ring can reach."""
+        from .schedule import rehome
         old = self.history
         self.history = plasticity.History(capacity, self.pop.n)
         for name in ("psi", "learning_signal", "regularisation"):
-            getattr(self.history, name)[held % capacity] = getattr(old, name)[held % old.psi.shape[0]]
+            rehome(getattr(old, name), getattr(self.history, name), first, step, axis=1)
         if self.interval_spikes is not None:
             counts, count = self.interval_spikes, self.spike_count
             self.use_intervals(update_interval)
@@ -147,7 +148,7 @@ class Archive:
 
     def use_intervals(self, update_interval: int) -> None:
         """Time-driven engine: spike counts per interval, for every interval the history reaches."""
-        slots = self.history.psi.shape[0] // update_interval + 2
+        slots = self.history.psi.shape[1] // update_interval + 2
         self.spike_count = np.zeros(self.pop.n, np.int64)
         self.interval_spikes = np.zeros((slots, self.pop.n), np.int64)
 

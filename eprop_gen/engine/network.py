@@ -422,12 +422,12 @@ class Network:
 
     def _grow_history(self, capacity: int) -> None:
         """Re-home every held row (steps step - old capacity .. step - 1) into longer rings."""
-        held = np.arange(max(0, self.step - self.history_steps), self.step)
+        first = max(0, self.step - self.history_steps)
         for archive in self._archives.values():
             offset = self.learning.offset + int(archive.is_readout) if self.time_driven else 0
-            archive.grow(capacity, held, self.step, offset, self._interval_steps[0])
+            archive.grow(capacity, first, self.step, offset, self._interval_steps[0])
         for index, flags in self._spike_flags.items():
-            self._spike_flags[index] = schedule.grown_flags(flags, capacity, held)
+            self._spike_flags[index] = schedule.grown_flags(flags, capacity, first, self.step)
         self.history_steps = capacity
 
     def _run_engine(self, lib, n_steps: int) -> int:

@@ -84,12 +84,13 @@ def adam(**options) -> Optimizer:
 
 
 class History:
-    """psi, L and R of n neurons for the last `capacity` steps (row m % capacity holds step m)."""
+    """psi, L and R of n neurons for the last `capacity` steps: [neuron, m % capacity] holds step m
+    (neuron-major, so that a replay reads one neuron's consecutive steps from consecutive memory)."""
 
     def __init__(self, capacity: int, n: int):
-        self.psi = np.zeros((capacity, n), REAL)
-        self.learning_signal = np.zeros((capacity, n), REAL)
-        self.regularisation = np.zeros((capacity, n), REAL)
+        self.psi = np.zeros((n, capacity), REAL)
+        self.learning_signal = np.zeros((n, capacity), REAL)
+        self.regularisation = np.zeros((n, capacity), REAL)
         self.view = EgHistory(capacity=capacity, n=n, psi=pointer(self.psi, native.c_real),
                               learning_signal=pointer(self.learning_signal, native.c_real),
                               regularisation=pointer(self.regularisation, native.c_real))

@@ -48,10 +48,29 @@ def oldest_needed_step(projections, time_driven: bool) -> int | None:
     return oldest
 
 
-def grown_flags(flags: np.ndarray, capacity: int, held: np.ndarray) -> np.ndarray:
-    """A longer spike-flag ring with the rows of the steps `held`."""
+def ring_runs(first: int, end: int, old: int, new: int):
+    """(old start, new start, length) runs that move steps [first, end) from a ring of `old` slots
+    to one of `new` slots with contiguous slices (at most a few runs)."""
+    m = first
+    while m < end:
+        length = min(end - m, old - m % old, new - m % new)
+        yield m % old, m % new, length
+        m += length
+
+
+def rehome(old: np.ndarray, new: np.ndarray, first: int, end: int, axis: int) -> None:
+    """Copy the ring slots of steps [first, end) along `axis` from `old` into `new`."""
+    for a, b, n in ring_runs(first, end, old.shape[axis], new.shape[axis]):
+        if axis == 0:
+            new[b:b + n] = old[a:a + n]
+        else:
+            new[:, b:b + n] = old[:, a:a + n]
+
+
+def grown_flags(flags: np.ndarray, capacity: int, first: int, end: int) -> np.ndarray:
+    """A longer spike-flag ring ([step, neuron]) with the rows of steps [first, end)."""
     grown = np.zeros((capacity, flags.shape[1]), np.uint8)
-    grown[held % capacity] = flags[held % flags.shape[0]]
+    rehome(flags, grown, first, end, axis=0)
     return grown
 
 

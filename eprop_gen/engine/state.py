@@ -103,7 +103,7 @@ def load_network_state(net, state) -> None:
     for index, archive in net._archives.items():
         key = f"archive{index}"
         psi = state[f"{key}/psi"]
-        archive.history = plasticity.History(psi.shape[0], psi.shape[1])
+        archive.history = plasticity.History(psi.shape[1], psi.shape[0])
         for name in ("psi", "learning_signal", "regularisation"):
             np.copyto(getattr(archive.history, name), state[f"{key}/{name}"])
         for name in ("spike_count", "interval_spikes"):

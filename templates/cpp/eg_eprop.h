@@ -11,8 +11,8 @@
 extern "C" {
 #endif
 
-// What a neuron archives per step for the synapses that replay it later: row (m % capacity) holds
-// step m of every neuron of the population (row stride n).
+// What a neuron archives per step for the synapses that replay it later: neuron i's entries are
+// contiguous (a replay walks one neuron's steps), step m at i * capacity + m % capacity.
 typedef struct eg_history {
     int64_t capacity;          // steps held
     int64_t n;                 // neurons

@@ -21,7 +21,8 @@ inline int64_t interval_phase(const eg_network* net, const eg_engine_pop& pop, i
     return (step - pop.interval_offset) % net->update_interval;
 }
 
-inline int64_t history_row(const eg_history* h, int64_t step) { return (step % h->capacity) * h->n; }
+// Neuron i's entry of `step` (neuron-major: a replay walks one neuron's consecutive steps).
+inline int64_t history_at(const eg_history* h, int64_t step, int64_t i) { return i * h->capacity + step % h->capacity; }
 
 // A per-step input ([rows][n]) at `step`: row min(step, rows - 1), like a generator that keeps its
 // last amplitude; `absent` when no values were given.
@@ -48,18 +49,18 @@ inline eg_real error_weight(const eg_network* net, const eg_archive& a, const eg
 void archive_own(const eg_network* net, const eg_archive& a, const eg_engine_pop& pop, Range r,
                  int64_t step) {
     eg_history* h = a.history;
-    const int64_t row = history_row(h, step);
     eg_real* const* state = pop.model->state;
     for (int64_t i = r.lo; i < r.hi; ++i) {
-        h->psi[row + i] = a.psi_state >= 0 ? state[a.psi_state][i] : eg_real(0);
-        h->regularisation[row + i] = a.reg_state >= 0 ? state[a.reg_state][i] : eg_real(0);
+        const int64_t at = history_at(h, step, i);
+        h->psi[at] = a.psi_state >= 0 ? state[a.psi_state][i] : eg_real(0);
+        h->regularisation[at] = a.reg_state >= 0 ? state[a.reg_state][i] : eg_real(0);
         eg_real error = 0;
         if (a.output_state >= 0 && !a.softmax) {
             const eg_real y = state[a.output_state][i];
             const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step - a.target_start, i, 0);
             error = (y - target) * error_weight(net, a, pop, step, i);
         }
-        h->learning_signal[row + i] = error;
+        h->learning_signal[at] = error;
     }
 }
 
@@ -79,11 +80,10 @@ void softmax_error_phase(const eg_network* net, int t, int T, int64_t step, cons
         eg_real sum = 0;
         for (int64_t k = 0; k < pop.n; ++k) sum += exp(u[k] - largest);
         eg_history* h = a.history;
-        const int64_t row = history_row(h, step);
         for (int64_t i = r.lo; i < r.hi; ++i) {
             const eg_real y = exp(u[i] - largest) / sum;
             const eg_real target = per_step_value(a.target, a.target_rows, pop.n, step - a.target_start, i, 0);
-            h->learning_signal[row + i] = (y - target) * error_weight(net, a, pop, step, i);
+            h->learning_signal[history_at(h, step, i)] = (y - target) * error_weight(net, a, pop, step, i);
         }
     }
     (void)shared;
@@ -166,11 +166,10 @@ void feedback_phase(const eg_network* net, int t, int T, int64_t step) {
         eg_history* target = net->archives[fb.target].history;
         const Range r = owned_range(target->n, t, T);
         const int64_t n_readout = readout->n;
-        const eg_real* error = readout->learning_signal + history_row(readout, step);
-        eg_real* signal = target->learning_signal + history_row(target, step - 1);
         for (int64_t k = 0; k < n_readout; ++k) {
-            const eg_real e = error[k];
-            for (int64_t j = r.lo; j < r.hi; ++j) signal[j] += fb.weight[j * n_readout + k] * e;
+            const eg_real e = readout->learning_signal[history_at(readout, step, k)];
+            for (int64_t j = r.lo; j < r.hi; ++j)
+                target->learning_signal[history_at(target, step - 1, j)] += fb.weight[j * n_readout + k] * e;
         }
     }
 }

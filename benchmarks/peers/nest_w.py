@@ -1,0 +1,121 @@
+"""Network W (issue 9) in NEST 3.10, from an input file of make_network.py; prints one JSON line.
+
+    python benchmarks/peers/nest_w.py network.npz [--threads T] [--learning]
+
+Without --learning: iaf_psc_delta recurrent neurons, static synapses, 2 readouts = iaf_psc_delta with
+an unreachable threshold (leaky integrators, tau_out). With --learning: NEST's event-driven e-prop,
+wired as NEST's example eprop_supervised_regression_sine-waves.py: eprop_iaf recurrent neurons,
+eprop_readout readouts, eprop_synapse (gradient descent, eta from the file, optimize_each_step False)
+on input, recurrent and readout synapses, eprop_learning_signal_connection readout -> recurrent with
+weights B, a step_rate_generator target (constant `target`) and learning window (1). Inputs: one
+spike_generator per input -> parrot_neuron -> network (the generator fires one step early so the
+parrot spikes at the file's time). Timed: the measured nest.Simulate(t_ms) only, after an untimed
+nest.Simulate(t_warmup_ms) (which also pays NEST's connection-infrastructure preparation).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def build(nest, net: dict, threads: int, learning: bool):
+    dt, n, n_in, n_out = net["dt"], net["n"], net["n_in"], net["n_out"]
+    nest.ResetKernel()
+    nest.verbosity = nest.VerbosityLevel.ERROR
+    nest.SetKernelStatus({"resolution": dt, "local_num_threads": threads, "print_time": False})
+
+    gens = nest.Create("spike_generator", n_in)
+    times, senders = net["input_times"], net["input_senders"]
+    order = np.argsort(senders, kind="stable")
+    bounds = np.searchsorted(senders[order], np.arange(n_in + 1))
+    gens.set([{"spike_times": times[order[bounds[i]:bounds[i + 1]]] - dt} for i in range(n_in)])
+    parrots = nest.Create("parrot_neuron", n_in)
+    nest.Connect(gens, parrots, "one_to_one", {"synapse_model": "static_synapse", "delay": dt})
+
+    lif = {"tau_m": net["tau_m"], "E_L": net["E_L"], "V_m": net["E_L"], "V_th": net["V_th"],
+           "t_ref": net["t_ref"], "C_m": net["C_m"], "I_e": 0.0}
+    if learning:
+        cutoff = net["cutoff_ms"]
+        pop = nest.Create("eprop_iaf", n, {**lif, "c_reg": 0.0, "kappa": net["kappa"], "kappa_reg": net["kappa"],
+                                           "surrogate_gradient_function": "piecewise_linear",
+                                           "surrogate_gradient_height": net["surrogate_height"],
+                                           "surrogate_gradient_width": net["surrogate_width"],
+                                           "eprop_isi_trace_cutoff": cutoff})
+        out = nest.Create("eprop_readout", n_out, {"C_m": net["C_m"], "E_L": 0.0, "V_m": 0.0, "I_e": 0.0,
+                                                   "tau_m": net["tau_out"], "eprop_isi_trace_cutoff": cutoff})
+        nest.SetDefaults("eprop_synapse", {"optimizer": {
+            "type": "gradient_descent", "batch_size": 1, "eta": net["eta"], "optimize_each_step": False,
+            "Wmin": -100.0, "Wmax": 100.0}})
+        syn = "eprop_synapse"
+    else:
+        pop = nest.Create("iaf_psc_delta", n, {**lif, "V_reset": net["V_reset"]})
+        out = nest.Create("iaf_psc_delta", n_out, {"tau_m": net["tau_out"], "E_L": 0.0, "V_m": 0.0, "V_reset": 0.0,
+                                                   "V_th": 1e9, "t_ref": 0.0, "C_m": net["C_m"]})
+        syn = "static_synapse"
+
+    pre_in, post_rec, post_out = np.asarray(parrots.tolist()), np.asarray(pop.tolist()), np.asarray(out.tolist())
+    for pre_ids, post_ids, key in ((pre_in, post_rec, "in"), (post_rec, post_rec, "rec"), (post_rec, post_out, "out")):
+        sources, targets = net[key + "_sources"], net[key + "_targets"]
+        weights = net[key + "_weights"].astype(np.float64)
+        nest.Connect(pre_ids[sources], post_ids[targets], "one_to_one",
+                     {"synapse_model": syn, "weight": weights, "delay": np.full(len(weights), dt)})
+
+    if learning:
+        B = net["B"].astype(np.float64)                                # (n, n_out): readout k -> neuron j
+        k_idx, j_idx = np.meshgrid(np.arange(n_out), np.arange(n), indexing="xy")
+        nest.Connect(post_out[k_idx.ravel()], post_rec[j_idx.ravel()], "one_to_one",
+                     {"synapse_model": "eprop_learning_signal_connection", "weight": B[j_idx.ravel(), k_idx.ravel()],
+                      "delay": np.full(n * n_out, dt)})
+        receptors = out[0].get("receptor_types")
+        target = nest.Create("step_rate_generator", n_out,
+                             {"amplitude_times": [dt], "amplitude_values": [float(net["target"])]})
+        learning_window = nest.Create("step_rate_generator", 1, {"amplitude_times": [dt], "amplitude_values": [1.0]})
+        nest.Connect(target, out, "one_to_one", {"synapse_model": "rate_connection_delayed", "delay": dt,
+                                                 "receptor_type": receptors["target_signal"]})
+        nest.Connect(learning_window, out, "all_to_all", {"synapse_model": "rate_connection_delayed", "delay": dt,
+                                                          "receptor_type": receptors["eprop_learning_window"]})
+
+    t0, t1 = common.window(net)
+    recorder = nest.Create("spike_recorder", {"start": t0, "stop": t1})
+    nest.Connect(pop, recorder)
+    return pop, recorder
+
+
+def main() -> None:
+    args = common.parse_args(__doc__.splitlines()[0])
+    net = common.load(args.network)
+    os.environ.setdefault("PYNEST_QUIET", "1")          # no banner: stdout carries only the JSON line
+    import nest
+    start = time.perf_counter()
+    pop, recorder = build(nest, net, args.threads, args.learning)
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    nest.Simulate(net["t_warmup_ms"])
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    nest.Simulate(net["t_ms"])
+    wall = time.perf_counter() - start
+    peak = common.peak_rss_mb()
+
+    events = recorder.get("events")
+    senders = np.asarray(events["senders"]) - pop[0].global_id
+    times = np.asarray(events["times"])
+    syn_events = common.synaptic_events(net, senders)
+    sim_s = net["t_ms"] * 1e-3
+    common.emit({
+        "simulator": "nest", "version": nest.__version__, "n": net["n"], "threads": args.threads,
+        "learning": args.learning, "wall_s_per_sim_s": round(wall / sim_s, 5), "build_s": round(build_s, 3),
+        "peak_rss_mb": round(peak, 1), **common.activity_stats(net, times, senders),
+        "syn_events_per_s": round(syn_events / wall, 1), "syn_events": syn_events, "warmup_s": round(warmup_s, 3),
+        "timed": "nest.Simulate(t_ms) after an untimed nest.Simulate(t_warmup_ms)",
+    })
+
+
+if __name__ == "__main__":
+    main()

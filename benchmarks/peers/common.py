@@ -14,6 +14,8 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("network", help="input file written by make_network.py")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--learning", action="store_true", help="e-prop on (otherwise static synapses)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure R times (fresh network each time), report the fastest (noisy machines)")
     return parser.parse_args()
 
 
@@ -51,8 +53,21 @@ def activity_stats(net: dict, rec_times: np.ndarray, rec_senders: np.ndarray) ->
     return {"rec_rate_hz": round(rate, 3), "sync_corr_5ms": round(float((fano - 1.0) / (n - 1)), 5)}
 
 
-def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024.0       # Linux: kilobytes
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process image in MB: VmHWM of /proc/self/status (Linux).
+
+    Not getrusage().ru_maxrss: Linux carries ru_maxrss across fork + exec, so a runner started by a
+    parent that holds a large network would report the parent's peak (verified: a child of an 800 MB
+    parent reports 790 MB). Elsewhere, ru_maxrss is the fallback."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    scale = 1024.0 ** 2 if sys.platform == "darwin" else 1024.0      # bytes on macOS, kilobytes on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def emit(row: dict) -> None:

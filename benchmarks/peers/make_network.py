@@ -24,7 +24,7 @@ LEARNING = {"eta": 1e-4, "cutoff_ms": 100.0, "kappa": 0.97, "surrogate_height": 
 # Weights (mV jumps of the delta synapses), tuned with NEST 3.10's iaf_psc_delta for ~6.5 Hz, asynchronous
 # (README, "Weights"): heterogeneous input weights decorrelate the neurons' shared input; recurrent
 # weights of zero mean keep the recurrent feedback from synchronising the network.
-WEIGHTS = {"in_mu": 0.55, "in_sigma": 0.55, "rec_mu": 0.0, "rec_sigma": 0.5, "out_sigma_sqrt_n": 1.0,
+WEIGHTS = {"in_mu": 0.3, "in_sigma": 1.4, "rec_mu": -0.12, "rec_sigma": 0.5, "out_sigma_sqrt_n": 1.0,
            "B_sigma_sqrt_n": 1.0}
 
 
@@ -60,7 +60,9 @@ def make_network(n: int, seed: int, weights: dict | None = None, t_ms: float = T
     input_times, input_senders = poisson_inputs(N_IN, RATE_IN_HZ, t_warmup_ms + t_ms, DT_MS, rng)
     in_sources = np.repeat(np.arange(N_IN, dtype=np.int32), n)
     in_targets = np.tile(np.arange(n, dtype=np.int32), N_IN)
-    in_weights = rng.normal(w["in_mu"], w["in_sigma"], size=N_IN * n).astype(np.float32)
+    # heterogeneous input weights, every neuron's mean exactly in_mu (equal mean drive, different fluctuations)
+    in_weights = rng.normal(0.0, w["in_sigma"], size=(N_IN, n))
+    in_weights = (in_weights - in_weights.mean(axis=0) + w["in_mu"]).ravel().astype(np.float32)
     rec_sources, rec_targets = fixed_indegree(n, K, rng)
     rec_weights = rng.normal(w["rec_mu"], w["rec_sigma"], size=len(rec_sources)).astype(np.float32)
     out_sources = np.repeat(np.arange(n, dtype=np.int32), N_OUT)

@@ -35,10 +35,15 @@ class CompiledModel:
     # spike ports whose plastic synapses the generated replay kernels serve, with the sizes of the
     # per-synapse eligibility vector and declared traces: {port: (eligibility size, trace count)}
     learning_ports: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # doubles per block product of each learning port's O(1) replay path (plan_blocks; 0: the
+    # replay always walks), in learning_ports order
+    block_entries: Mapping[str, int] = field(default_factory=dict)
     # the model's regularisation is one value per update interval: only the time-driven engine
     regularisation_per_interval: bool = False
     # {"flush": ms per neuron} from parameter values, for models that send flush events; else None
     flush_interval: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    # {"cutoff": ms per neuron} (the learning section's cutoff:) from parameter values; else None
+    replay_cutoff: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None = None
 
     @property
     def recordables(self) -> tuple[str, ...]:
@@ -46,7 +51,8 @@ class CompiledModel:
         return self.states + self.observables
 
     def kernel_address(self, which: str) -> int:
-        """Address of eg_<name>_<which> ('prepare', 'update', 'replay_<port>', 'interval_<port>')."""
+        """Address of eg_<name>_<which> ('prepare', 'update', 'replay_<port>', 'interval_<port>',
+        'blocks_<port>')."""
         fn = getattr(self.library, f"eg_{self.name}_{which}")
         return ctypes.cast(fn, ctypes.c_void_p).value
 

@@ -82,9 +82,12 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
         library_path=result.library_path, source_path=result.source_dir / "model.cpp",
         library=library, summary=summary, observables=plan.observables,
         learning_ports={r.port: (r.eps_size, len(r.traces)) for r in plan.replays},
+        block_entries={r.port: r.blocks.entries if r.blocks else 0 for r in plan.replays},
         regularisation_per_interval=any(r.regularisation_per_interval for r in plan.replays),
         flush_interval=(_initial_state_function([("flush", initial["flush"])], plan.params)
                         if initial.get("flush") is not None else None),
+        replay_cutoff=(_initial_state_function([("cutoff", initial["cutoff"])], plan.params)
+                       if initial.get("cutoff") is not None else None),
     )
 
 
@@ -105,7 +108,8 @@ def _planned(source: str, file: str, cache: Path, force: bool,
     ir = checked.ir
     initial = {"defaults": {p.name: p.default for p in ir.parameters},
                "states": [(s.name, s.initial) for s in ir.states],
-               "flush": ir.learning.flush if ir.learning is not None else None}
+               "flush": ir.learning.flush if ir.learning is not None else None,
+               "cutoff": ir.learning.cutoff if ir.learning is not None else None}
     value = (plan_kernel(checked.solution), initial, checked.summary)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

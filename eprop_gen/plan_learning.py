@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import EpropGenError
+from .plan_blocks import BlockPlan, plan_blocks
 from .ir import DT, E_TRACE, INTERVAL_SPIKES, INTERVAL_STEPS, LEARNING_SIGNAL, REGULARISATION, ModelIR
 from .solve import Solution
 from .solve.eligibility import PSI, EligibilityRule
@@ -45,10 +46,12 @@ class ReplayPlan:
     setup_lines: tuple[str, ...]      # per call: parameters of neuron i and the coefficients
     step_lines: tuple[str, ...]       # one replayed step (zin and the history loads in scope; defines g)
     decay_lines: tuple[str, ...]      # n_decay skipped steps
-    cutoff: str                       # C expression of the cutoff in ms (may be INFINITY)
+    cutoff_steps: str                 # C expression of the cutoff in steps (may be INFINITY)
     interval_history_lines: tuple[str, ...]   # the loads of the interval replay (R per step or not)
     interval_setup_lines: tuple[str, ...]     # R of the interval when it is one value per interval
     regularisation_per_interval: bool
+    blocks: BlockPlan | None          # the O(1) fast path of the event-driven replay (plan_blocks)
+    port_index: int                   # position among the model's learning ports (its eg_blocks)
 
 
 def plan_replays(solution: Solution, printer_factory, coefficient_slot) -> tuple[ReplayPlan, ...]:
@@ -61,11 +64,12 @@ def plan_replays(solution: Solution, printer_factory, coefficient_slot) -> tuple
     for rule in solution.eligibility:
         if not isinstance(rule, EligibilityRule):
             continue            # `check` says why this port cannot learn
-        plans.append(_plan_port(ir, rule, printer_factory, coefficient_slot))
+        plans.append(_plan_port(ir, rule, printer_factory, coefficient_slot, len(plans)))
     return tuple(plans)
 
 
-def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_slot) -> ReplayPlan:
+def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_slot,
+               port_index: int) -> ReplayPlan:
     learning = ir.learning
     synaptic = [t for t in learning.traces if t.per_synapse]     # linear filters (check.py, E118)
     k = len(rule.hidden)
@@ -95,6 +99,16 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
         k = coefficient_slot(expr)
         return slots.setdefault(k, f"c{k}")
 
+    def coef_symbol(expr) -> sp.Expr:
+        """The coefficient as a symbol printed like coef() (for the symbolic step of plan_blocks)."""
+        expr = sp.sympify(expr)
+        if not expr.free_symbols:
+            return expr
+        name = coef(expr)
+        symbol = sp.Symbol(f"eg_coef_{name}", real=True)
+        names[symbol] = name
+        return symbol
+
     if any(P[r, c] != 0 for r in range(k) for c in range(k) if r != c):
         raise EpropGenError(f"model '{ir.name}', port '{rule.port}': event-driven e-prop with a coupled "
                             f"eligibility propagator ({', '.join(rule.hidden)}) is not supported yet; "
@@ -115,11 +129,15 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     for r in late:
         step.append(f"eps[{r}] = {coef(P[r, r])} * eps[{r}] + " + ("e;" if pc[r] == 1 else f"{coef(pc[r])} * e;"))
 
+    blocks = plan_blocks(*_symbolic_step(learning, synaptic, rule, eps, P, pc, gradient_row, early,
+                                         coef_symbol), pr)
+
     decay = [f"eps[{r}] *= pow({coef(P[r, r])}, (double)n_decay);" for r in range(k)]
     decay += [f"tr[{n}] *= pow({coef(_own_factor(t))}, (double)n_decay);" for n, t in enumerate(synaptic)]
 
+    # in steps, a prepared coefficient: no division per replayed event
+    cutoff_steps = coef(learning.cutoff / DT) if learning.cutoff is not None else "INFINITY"
     setup += [f"const double {name} = pop->coeff[{k}][i];" for k, name in sorted(slots.items())]
-    cutoff = pr(learning.cutoff) if learning.cutoff is not None else "INFINITY"
     read = learning.gradient.free_symbols | {s for t in synaptic for s in t.update.free_symbols}
     history = [f"const double {name} = hist->{field}[row];"
                for symbol, name, field in ((PSI, "psi", "psi"), (LEARNING_SIGNAL, "L", "learning_signal"),
@@ -132,8 +150,25 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
         interval_setup.append(f"const double R = {pr(learning.regularisation)};")
     interval_history = [line for line in history if not (per_interval and line.startswith("const double R "))]
     return ReplayPlan(ir.name, rule.port, rule.hidden, tuple(t.name for t in synaptic), k,
-                      max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff,
-                      tuple(interval_history), tuple(interval_setup), per_interval)
+                      max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff_steps,
+                      tuple(interval_history), tuple(interval_setup), per_interval, blocks, port_index)
+
+
+def _symbolic_step(learning, synaptic, rule, eps, P, pc, gradient_row, early, coef_symbol):
+    """One replayed step without input as sympy expressions, in the order the step lines compute it:
+    (new values of (eps, traces, G), the old ones)."""
+    k = len(eps)
+    G = sp.Symbol("eg_G", real=True)
+    new_eps = [coef_symbol(P[r, r]) * eps[r] if r in early else None for r in range(k)]
+    mixed = [new_eps[r] if r in early else eps[r] for r in range(k)]
+    trace = sum((gradient_row[n] * mixed[n] for n in range(k)), sp.Integer(0))
+    e = PSI * trace if rule.spiking else trace
+    new_traces = [t.update.xreplace({E_TRACE: e}) for t in synaptic]
+    g = learning.gradient.xreplace({E_TRACE: e, **{t.symbol: new for t, new in zip(synaptic, new_traces)}})
+    for r in range(k):
+        if r not in early:
+            new_eps[r] = coef_symbol(P[r, r]) * eps[r] + coef_symbol(pc[r]) * e
+    return new_eps + new_traces + [G + g], list(eps) + [t.symbol for t in synaptic] + [G]
 
 
 def _column_through_trace(jump: sp.Matrix, row: sp.Matrix) -> sp.Matrix:

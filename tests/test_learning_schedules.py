@@ -67,5 +67,5 @@ def test_cross_entropy_error_is_softmax_minus_target(models):
     net.simulate(1.0)
     u = np.array([1.0, -0.5]) * np.exp(-0.1)
     y = np.exp(u) / np.exp(u).sum()
-    error = net._archives[out.index].history.learning_signal[:, 0]
+    error = net._archives[out.index].history.learning_signal[0, :]      # step 0, both readouts
     np.testing.assert_allclose(error, y - [0.0, 1.0], rtol=1e-14)

@@ -13,7 +13,7 @@ from eprop_gen.engine import plasticity
 from eprop_ref.numpy_event import EtaSchedule, EventConfig, SynapseGroup
 from eprop_ref.numpy_event import History as ReferenceHistory
 
-STEPS, N_TARGETS = 400, 5
+STEPS, N_TARGETS = 512, 5      # the history ring holds a power of two of steps
 
 
 def events(rng, flush_every=None):
@@ -60,7 +60,7 @@ def run_both(model_name, kind, cfg, seed):
         params = {"tau_m": cfg.tau_m_out, "eprop_isi_trace_cutoff": cfg.cutoff_out}
     pop = net.add_population(model, N_TARGETS, params=params)
     history = plasticity.History(STEPS, N_TARGETS)
-    history.psi[:], history.learning_signal[:], history.regularisation[:] = psi.T, L.T, R.T   # neuron-major
+    history.psi[:], history.learning_signal[:], history.regularisation[:] = psi, L, R   # step-major
     eps_size, n_traces = model.learning_ports["spikes"]
     optimizer = plasticity.Optimizer(kind=plasticity.ADAM if cfg.optimizer == "adam" else plasticity.GRADIENT_DESCENT,
                                      eta=cfg.eta, batch_size=cfg.batch_size,

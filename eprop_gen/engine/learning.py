@@ -35,6 +35,7 @@ from .plasticity import ADAM, Optimizer, PlasticSynapses
 DEFAULT_HISTORY_STEPS = 64          # initial rows of a population's history ring (it grows)
 MIN_HISTORY_STEPS = 2               # row n-1 receives its learning signal while row n is written
 LOSSES = ("mean_squared_error", "cross_entropy")
+REPLAYS = ("blocks", "walk")
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,33 @@ class EventDriven:
     samples, and after every `batch_size` samples (the optimizer's, counted in samples) the weights
     take one optimizer step with the mean gradient. Spikes of a sample's last step and arrivals of
     earlier samples' spikes are not delivered into the next one. optimize_each_step is ignored.
+
+    replay: how a synapse integrates its target's history over a window. "blocks" (the default):
+    the target neuron keeps products of its step matrices per block of `block_steps` history rows,
+    and a window costs a few small matrix-vector products however long it is (equal to the
+    step-by-step walk to round-off, ~1e-14); windows inside one block, the first two steps of each
+    window and optimize_each_step=True are walked. "walk": every window step by step, in NEST's
+    order of operations (NEST's results to the last bit where the model allows it).
     """
     sample_duration: float | None = None
+    replay: str = "blocks"
+    block_steps: int = 16
 
     def steps(self, dt: float) -> int:
         """The sample length in steps (0: one continuous run)."""
+        if self.replay not in REPLAYS:
+            raise ValueError(f"event_driven: replay must be one of {', '.join(REPLAYS)}, got {self.replay!r}")
+        if not (isinstance(self.block_steps, numbers.Integral) and self.block_steps >= 1
+                and self.block_steps & (self.block_steps - 1) == 0):
+            raise ValueError(f"event_driven: block_steps must be a power of two, got {self.block_steps!r}")
         if self.sample_duration is None:
             return 0
         return _whole_steps(self.sample_duration, dt, "sample_duration", "event_driven")
+
+    @property
+    def blocks(self) -> int:
+        """Rows per block of the block products (0: every replay walks)."""
+        return int(self.block_steps) if self.replay == "blocks" else 0
 
 
 def event_driven(**options) -> EventDriven:
@@ -116,9 +136,9 @@ def history_steps(value) -> int:
 class Archive:
     """The history ring of one population and, for a readout, its per-step target and window."""
 
-    def __init__(self, pop, capacity: int):
+    def __init__(self, pop, capacity: int, block_steps: int = 0):
         self.pop = pop
-        self.history = plasticity.History(capacity, pop.n)
+        self.history = plasticity.History(capacity, pop.n, block_layout(pop.model, block_steps))
         recordables, observables = pop.model.recordables, pop.model.observables
         self.psi_state = recordables.index("psi") if "psi" in observables else -1
         self.reg_state = recordables.index("R") if "R" in observables else -1
@@ -133,11 +153,7 @@ class Archive:
     def grow(self, capacity: int, first: int, step: int, offset: int, update_interval: int) -> None:
         """A longer history ring with the entries of steps [first, step); time-driven: the interval
         counts of every interval the longer ring can reach."""
-        from .schedule import rehome
-        old = self.history
-        self.history = plasticity.History(capacity, self.pop.n)
-        for name in ("psi", "learning_signal", "regularisation"):
-            rehome(getattr(old, name), getattr(self.history, name), first, step, axis=1)
+        self.history = self.history.grown(capacity, first, step)
         if self.interval_spikes is not None:
             counts, count = self.interval_spikes, self.spike_count
             self.use_intervals(update_interval)
@@ -148,7 +164,7 @@ class Archive:
 
     def use_intervals(self, update_interval: int) -> None:
         """Time-driven engine: spike counts per interval, for every interval the history reaches."""
-        slots = self.history.psi.shape[1] // update_interval + 2
+        slots = self.history.psi.shape[0] // update_interval + 2
         self.spike_count = np.zeros(self.pop.n, np.int64)
         self.interval_spikes = np.zeros((slots, self.pop.n), np.int64)
 
@@ -168,6 +184,17 @@ class Archive:
             spike_count=pointer(self.spike_count, ctypes.c_int64),
             interval_spikes=pointer(self.interval_spikes, ctypes.c_int64),
             count_slots=0 if self.interval_spikes is None else self.interval_spikes.shape[0])
+
+
+def block_layout(model, block_steps: int) -> plasticity.BlockLayout | None:
+    """The block products a population's history keeps (None: its replays walk): block_steps > 0
+    and a model with at least one learning port that has the O(1) replay path."""
+    entries = model.block_entries
+    if block_steps <= 0 or not any(entries.values()):
+        return None
+    return plasticity.BlockLayout(block_steps, tuple(
+        (entries[port], model.kernel_address(f"blocks_{port}") if entries[port] else None)
+        for port in model.learning_ports))
 
 
 def per_step_values(values, n: int, what: str) -> np.ndarray:

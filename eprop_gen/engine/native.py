@@ -26,7 +26,7 @@ c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 4
+ENGINE_ABI = 5
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -92,6 +92,7 @@ class EgProjection(ctypes.Structure):          # eg_projection
         ("eligibility_size", ctypes.c_int32),
         ("n_traces", ctypes.c_int32),
         ("max_delay", ctypes.c_int64),
+        ("settle_steps", ctypes.c_int64),       # event-driven: settle windows this long (0: never)
     ]
 
 

@@ -89,7 +89,7 @@ class Projection:
                              f"got shape {values.shape}")
         self._syn.weights[:] = values
 
-    def _engine_struct(self, keep: list) -> native.EgProjection:
+    def _engine_struct(self, keep: list, settle_steps: int = 0) -> native.EgProjection:
         s = self._syn
         keep += [s.row_ptr, s.targets, s.weights, s.delays]
         plastic = self._plastic
@@ -105,7 +105,7 @@ class Projection:
             batch_optimizer=ctypes.addressof(plastic.synapses.optimizer) if plastic else None,
             eligibility_size=plastic.eligibility_size if plastic else 0,
             n_traces=plastic.n_traces if plastic else 0,
-            max_delay=s.max_delay)
+            max_delay=s.max_delay, settle_steps=settle_steps)
 
 
 @dataclass(eq=False)
@@ -173,9 +173,10 @@ class Network:
     """A network of populations and spike sources, simulated by the compiled engine.
 
     dt: step in ms. threads: OpenMP threads (results do not depend on it). seed: connectivity seed.
-    history_steps: the initial length (steps) of the e-prop history every learning population
-    keeps, a ring. It grows by itself when a synapse's window reaches further back (NEST keeps
-    what any synapse still needs, too); its length is `history_steps` afterwards. Flush events and
+    history_steps: the initial length (steps, rounded up to a power of two) of the e-prop history
+    every learning population keeps, a ring. It grows by itself when a synapse's window reaches
+    further back (NEST keeps what any synapse still needs, too); its length is `history_steps`
+    afterwards. A finite cutoff (the engine settles windows once it has passed), flush events and
     samples bound how far back windows reach.
     learning: the e-prop engine and its schedule: eg.event_driven() (the default; NEST's
     eprop_synapse; with sample_duration=..., minibatches of samples) or
@@ -206,13 +207,17 @@ class Network:
         if not isinstance(self.learning, (EventDriven, TimeDriven)):
             raise ValueError(f"learning must be eg.event_driven(...) or eg.time_driven(...), got "
                              f"{learning!r}")
-        if isinstance(learning, EventDriven):
-            self._sample_steps = learning.steps(self.dt)
+        self._block_steps = 0                           # event-driven replays' block products
+        if isinstance(self.learning, EventDriven):
+            self._sample_steps = self.learning.steps(self.dt)
+            self._block_steps = self.learning.blocks
             self.history_steps = max(self.history_steps, self._sample_steps + 2)
         if isinstance(learning, TimeDriven):
             self._interval_steps = learning.steps(self.dt)
             # an interval's replay reads the whole interval
             self.history_steps = max(self.history_steps, self._interval_steps[0] + learning.offset + 4)
+        # a power of two (ring slots by bit mask, no division per replayed row), whole blocks
+        self.history_steps = 1 << (max(self.history_steps, self._block_steps) - 1).bit_length()
         self._spike_flags: dict[int, np.ndarray] = {}         # time-driven: by source population
         self._archives: dict[int, learning.Archive] = {}     # by population index
         self._feedbacks: list[learning.Feedback] = []
@@ -376,7 +381,7 @@ class Network:
 
     def _archive(self, pop: Population) -> learning.Archive:
         if pop.index not in self._archives:
-            archive = learning.Archive(pop, self.history_steps)
+            archive = learning.Archive(pop, self.history_steps, self._block_steps)
             if self.time_driven:
                 archive.use_intervals(self._interval_steps[0])
             self._archives[pop.index] = archive
@@ -444,7 +449,7 @@ class Network:
         pops = native.struct_array(native.EgEnginePop,
                                    [p._engine_struct(keep) for p in self.populations])
         projections = native.struct_array(native.EgProjection,
-                                          [p._engine_struct(keep) for p in self.projections])
+                                          [p._engine_struct(keep, self._settle_steps(p)) for p in self.projections])
         currents = native.struct_array(native.EgCurrentSource,
                                        [c.engine_struct(keep) for c in self._currents])
         recorders = native.struct_array(native.EgStateRecorder,
@@ -505,6 +510,14 @@ class Network:
                 self._spike_flags[source.index] = np.zeros((self.history_steps, source.n), np.uint8)
             schedule.flags_struct_fields(pops[source.index], self._spike_flags[source.index], keep)
 
+    def _settle_steps(self, proj: Projection) -> int:
+        """Event-driven: how old a plastic synapse's last event may get before the engine replays
+        its window like a flush (schedule.settle_steps); 0: never. Not with optimize_each_step: a
+        settled window would apply its per-step updates early, with the eta of that moment."""
+        if proj.plasticity is None or self.time_driven or proj.plasticity.optimize_each_step:
+            return 0
+        return schedule.settle_steps(proj.target, self.dt)
+
     @property
     def time_driven(self) -> bool:
         return isinstance(self.learning, TimeDriven)
@@ -516,7 +529,7 @@ class Network:
         (default: now), keeping whatever delivery still needs: long runs stay in bounded memory.
         `spikes()` then reports only the later ones."""
         step = self.step if before_ms is None else int(steps_on_grid(before_ms, self.dt, "forget_spikes")[0])
-        reach = max((int(p._syn.max_delay) for p in self.projections), default=0)
+        reach = max((int(p._syn.max_delay) + self._settle_steps(p) for p in self.projections), default=0)
         step = min(step, self.step) - reach
         for pop in self.populations:
             pop._forget_before(step)

@@ -34,9 +34,20 @@ class EgOptimizerState(ctypes.Structure):      # eg_optimizer_state, per synapse
                 ("k", ctypes.c_int64), ("n_opt", ctypes.c_int64)]
 
 
+BLOCK_KERNEL = ctypes.c_void_p
+
+
+class EgBlocks(ctypes.Structure):              # eg_blocks (eg_eprop.h), per learning port
+    _fields_ = [("block", ctypes.c_int64), ("shift", ctypes.c_int64), ("entries", ctypes.c_int64),
+                ("prefix", native.c_real_p),
+                ("suffix", native.c_real_p), ("total", native.c_real_p), ("advance", BLOCK_KERNEL)]
+
+
 class EgHistory(ctypes.Structure):             # eg_history (eg_eprop.h)
-    _fields_ = [("capacity", ctypes.c_int64), ("n", ctypes.c_int64), ("psi", native.c_real_p),
-                ("learning_signal", native.c_real_p), ("regularisation", native.c_real_p)]
+    _fields_ = [("capacity", ctypes.c_int64), ("mask", ctypes.c_int64), ("n", ctypes.c_int64),
+                ("psi", native.c_real_p),
+                ("learning_signal", native.c_real_p), ("regularisation", native.c_real_p),
+                ("n_blocks", ctypes.c_int64), ("blocks", ctypes.POINTER(EgBlocks))]
 
 
 class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
@@ -83,17 +94,68 @@ def adam(**options) -> Optimizer:
     return Optimizer(kind=ADAM, **options)
 
 
-class History:
-    """psi, L and R of n neurons for the last `capacity` steps: [neuron, m % capacity] holds step m
-    (neuron-major, so that a replay reads one neuron's consecutive steps from consecutive memory)."""
+def is_power_of_two(k: int) -> bool:
+    return k >= 1 and k & (k - 1) == 0
 
-    def __init__(self, capacity: int, n: int):
-        self.psi = np.zeros((n, capacity), REAL)
-        self.learning_signal = np.zeros((n, capacity), REAL)
-        self.regularisation = np.zeros((n, capacity), REAL)
-        self.view = EgHistory(capacity=capacity, n=n, psi=pointer(self.psi, native.c_real),
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """The block products a history keeps for the event-driven replays' O(1) path: rows per block
+    and, per learning port of the model, (doubles per product, address of its advance kernel);
+    (0, None) for a port whose replays always walk."""
+    block: int
+    ports: tuple[tuple[int, int | None], ...]
+
+
+class History:
+    """psi, L and R of n neurons for the last `capacity` steps: [m % capacity, neuron] holds step m
+    (step-major: the synapses an event reaches share their window's rows, eg_eprop.h); with a
+    BlockLayout also the per-neuron block products of each learning port (eg_blocks)."""
+
+    def __init__(self, capacity: int, n: int, blocks: BlockLayout | None = None):
+        self.psi = np.zeros((capacity, n), REAL)
+        self.learning_signal = np.zeros((capacity, n), REAL)
+        self.regularisation = np.zeros((capacity, n), REAL)
+        self.blocks = blocks
+        self.prefix, self.suffix, self.total = [], [], []
+        if not is_power_of_two(capacity) or (blocks and not is_power_of_two(blocks.block) or
+                                              blocks and blocks.block > capacity):
+            raise ValueError(f"history capacity {capacity} and block {blocks and blocks.block} must be "
+                             f"powers of two, the block at most the capacity")
+        for entries, _ in (blocks.ports if blocks else ()):
+            self.prefix.append(np.zeros((blocks.block, n, entries), REAL))
+            self.suffix.append(np.zeros((capacity, n, entries), REAL))
+            self.total.append(np.zeros((capacity // blocks.block, n, entries), REAL))
+        self._block_structs = (EgBlocks * max(1, len(self.prefix)))(*[
+            EgBlocks(block=blocks.block, shift=blocks.block.bit_length() - 1, entries=entries, prefix=pointer(self.prefix[k], native.c_real),
+                     suffix=pointer(self.suffix[k], native.c_real), total=pointer(self.total[k], native.c_real),
+                     advance=advance)
+            for k, (entries, advance) in enumerate(blocks.ports if blocks else ())])
+        self.view = EgHistory(capacity=capacity, mask=capacity - 1, n=n, psi=pointer(self.psi, native.c_real),
                               learning_signal=pointer(self.learning_signal, native.c_real),
-                              regularisation=pointer(self.regularisation, native.c_real))
+                              regularisation=pointer(self.regularisation, native.c_real),
+                              n_blocks=len(self.prefix), blocks=self._block_structs)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array by name (saved and restored with the network state)."""
+        out = {name: getattr(self, name) for name in ("psi", "learning_signal", "regularisation")}
+        for k in range(len(self.prefix)):
+            out.update({f"prefix{k}": self.prefix[k], f"suffix{k}": self.suffix[k], f"total{k}": self.total[k]})
+        return out
+
+    def grown(self, capacity: int, first: int, end: int) -> "History":
+        """A longer ring with the rows of steps [first, end) (their block products too)."""
+        from .schedule import rehome
+        new = History(capacity, self.psi.shape[1], self.blocks)
+        for name in ("psi", "learning_signal", "regularisation"):
+            rehome(getattr(self, name), getattr(new, name), first, end, axis=0)
+        for k in range(len(self.prefix)):
+            B = self.blocks.block
+            new.prefix[k][:] = self.prefix[k]
+            rehome(self.suffix[k], new.suffix[k], first, end, axis=0)
+            held = self.total[k].shape[0]            # the newest blocks, the last one still partial
+            rehome(self.total[k], new.total[k], max(first // B, end // B + 1 - held), end // B + 1, axis=0)
+        return new
 
 
 class PlasticSynapses:

@@ -40,9 +40,9 @@ def oldest_needed_step(projections, time_driven: bool) -> int | None:
         if time_driven:
             started = syn.t_trig[syn.t_trig > 0]
             first = int(started.min()) - int(proj._syn.max_delay) if started.size else None
-        else:
-            started = syn.t_last[syn.t_last > 0]
-            first = int(started.min()) - 1 if started.size else None
+        else:       # a window whose cutoff rows were all replayed (c_rem 0 after a flush) needs none
+            open_ = (syn.t_last > 0) & ~((syn.last_was_flush == 1) & (syn.c_rem == 0))
+            first = int(syn.t_last[open_].min()) - 1 if np.any(open_) else None
         if first is not None:
             oldest = first if oldest is None else min(oldest, first)
     return oldest
@@ -92,6 +92,19 @@ def flags_struct_fields(struct, flags: np.ndarray, keep: list) -> None:
     keep.append(flags)
     struct.spike_flags = pointer(flags, ctypes.c_uint8)
     struct.flag_capacity = flags.shape[0]
+
+
+def settle_steps(target, dt: float) -> int:
+    """The cutoff of the target neurons' replays in steps (the largest; 0 if any is infinite):
+    a window that old has replayed all it ever will, and settling it then (a flush-like replay,
+    the same numbers) frees its history rows. Without it, a source that stays silent would keep
+    the ring as long as its silence."""
+    if target.model.replay_cutoff is None:
+        return 0
+    cutoff = target.model.replay_cutoff({k: target._param[i] for i, k in enumerate(target.model.params)})["cutoff"]
+    if cutoff.size == 0 or not np.all(np.isfinite(cutoff)):
+        return 0
+    return max(1, int(np.max(np.rint(cutoff / dt))))
 
 
 def check_flush_interval(pop, update_interval_ms: float) -> None:

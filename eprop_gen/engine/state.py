@@ -52,8 +52,8 @@ def network_state(net) -> dict[str, np.ndarray]:
         out[f"{key}/eta_bookkeeping"] = np.array([syn._eta, syn._eta_changes, syn._eta_first])
     for index, archive in net._archives.items():
         key = f"archive{index}"
-        for name in ("psi", "learning_signal", "regularisation"):
-            out[f"{key}/{name}"] = getattr(archive.history, name)
+        for name, array in archive.history.arrays().items():
+            out[f"{key}/{name}"] = array
         for name in ("spike_count", "interval_spikes"):
             if getattr(archive, name) is not None:
                 out[f"{key}/{name}"] = getattr(archive, name)
@@ -103,9 +103,9 @@ def load_network_state(net, state) -> None:
     for index, archive in net._archives.items():
         key = f"archive{index}"
         psi = state[f"{key}/psi"]
-        archive.history = plasticity.History(psi.shape[1], psi.shape[0])
-        for name in ("psi", "learning_signal", "regularisation"):
-            np.copyto(getattr(archive.history, name), state[f"{key}/{name}"])
+        archive.history = plasticity.History(psi.shape[0], psi.shape[1], archive.history.blocks)
+        for name, array in archive.history.arrays().items():
+            np.copyto(array, state[f"{key}/{name}"])
         for name in ("spike_count", "interval_spikes"):
             if f"{key}/{name}" in state:
                 setattr(archive, name, np.array(state[f"{key}/{name}"]))
@@ -122,3 +122,7 @@ def _check_fits(net, state) -> None:
             raise ValueError(f"checkpoint does not fit this network: {proj!r} differs")
         if (proj._plastic is not None) != (f"proj{proj.index}/opt" in state):
             raise ValueError(f"checkpoint does not fit this network: plasticity of {proj!r} differs")
+    for index, archive in net._archives.items():
+        if any(f"archive{index}/{name}" not in state for name in archive.history.arrays()):
+            raise ValueError(f"checkpoint does not fit this network: the learning history of "
+                             f"'{archive.pop.name}' differs (another learning engine or replay path)")

@@ -11,15 +11,56 @@
 extern "C" {
 #endif
 
-// What a neuron archives per step for the synapses that replay it later: neuron i's entries are
-// contiguous (a replay walks one neuron's steps), step m at i * capacity + m % capacity.
+struct eg_history;
+
+// Per-neuron block products of one learning port's step matrices M_m (the event-driven replay's
+// O(1) fast path; eprop_gen/plan_blocks.py says what they are). `entries` doubles per product:
+//   prefix [block][n][entries]     P_m = M_m ... M_first, rows m of the newest block (at m % block)
+//   suffix [capacity][n][entries]  S_m = M_last ... M_m, rows m of completed blocks (at m % capacity)
+//   total  [capacity / block][n][entries]  T_k of completed blocks k (at k % (capacity / block))
+// Step-major like the history: the synapses of one event share their window's rows, so their
+// targets' products lie side by side.
+// advance (generated, eg_<model>_blocks_<port>) adds history row m of neurons [lo, hi), once the
+// row is final (its learning signal complete), rows in order.
+typedef void (*eg_block_kernel)(const eg_population* pop, const struct eg_history* hist, int64_t lo,
+                                int64_t hi, int64_t m);
+typedef struct eg_blocks {
+    int64_t block;             // rows per block, a power of two (<= the history capacity)
+    int64_t shift;             // log2(block): a row's block is m >> shift (no divisions per event)
+    int64_t entries;
+    eg_real* prefix;
+    eg_real* suffix;
+    eg_real* total;
+    eg_block_kernel advance;
+} eg_blocks;
+
+// What a neuron archives per step for the synapses that replay it later, step-major: step m of
+// neuron i at (m % capacity) * n + i. An event reaches many targets whose windows share their
+// rows (all of a source's synapses have the same last event), so one row serves them all from
+// consecutive memory.
 typedef struct eg_history {
-    int64_t capacity;          // steps held
+    int64_t capacity;          // steps held, a power of two
+    int64_t mask;              // capacity - 1: step m is in slot m & mask (m >= 0)
     int64_t n;                 // neurons
     eg_real* psi;              // pseudo-derivative psi[m]
     eg_real* learning_signal;  // L[m] (a readout's own error)
     eg_real* regularisation;   // R[m]
+    int64_t n_blocks;          // 0: replays walk; else one eg_blocks per learning port of the model
+    eg_blocks* blocks;
 } eg_history;
+
+static inline int64_t eg_history_row(const eg_history* h, int64_t m, int64_t i) {
+    return (m & h->mask) * h->n + i;
+}
+static inline eg_real* eg_prefix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
+    return b->prefix + ((m & (b->block - 1)) * h->n + i) * b->entries;
+}
+static inline eg_real* eg_suffix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
+    return b->suffix + (eg_history_row(h, m, i)) * b->entries;
+}
+static inline eg_real* eg_total_at(const eg_history* h, const eg_blocks* b, int64_t k, int64_t i) {
+    return b->total + ((k & (h->mask >> b->shift)) * h->n + i) * b->entries;
+}
 
 // The plastic synapses of one projection, structure of arrays (a synapse lives with its target).
 typedef struct eg_plastic {

@@ -41,7 +41,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 4
+#define EG_ENGINE_ABI 5
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -101,6 +101,10 @@ typedef struct eg_projection {
     int32_t eligibility_size;      // rows of plastic->eps and plastic->traces (resets at sample starts)
     int32_t n_traces;
     int64_t max_delay;             // largest delay of the projection (plastic: how far to look back)
+    // event-driven: a synapse whose last event is settle_steps old (its target's cutoff, so every
+    // row its window still needs is final) replays it like a flush event, without waiting for
+    // the next spike: its history rows can then be overwritten (0: no cutoff, never)
+    int64_t settle_steps;
 } eg_projection;
 
 // What a population archives per step for the plastic synapses that replay it (and, for a readout,
@@ -235,7 +239,8 @@ struct PlasticEvent {
     int64_t source;
     eg_real multiplicity;
     int32_t delay;
-    int32_t is_flush;              // 1: a flush event (replay only, nothing transmitted)
+    int32_t is_flush;              // 1: a flush event (replay only, nothing transmitted);
+                                   // 2: a settle event (the same, added by the engine)
 };
 
 // The first replay of a step that found its history rows overwritten (smallest projection, synapse).
@@ -545,6 +550,7 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
             // phases A and B of NEST's step: what the previous step produced. Both touch only
             // this thread's targets and read what earlier steps finished (behind barriers).
             feedback_phase(net, t, T, step - 1);
+            blocks_phase(net, t, T, step - 2);
             const int64_t n_projections = step == first_step
                 ? std::min<int64_t>(net->n_projections, net->n_projections_at_previous_step)
                 : net->n_projections;

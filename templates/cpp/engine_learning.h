@@ -21,8 +21,8 @@ inline int64_t interval_phase(const eg_network* net, const eg_engine_pop& pop, i
     return (step - pop.interval_offset) % net->update_interval;
 }
 
-// Neuron i's entry of `step` (neuron-major: a replay walks one neuron's consecutive steps).
-inline int64_t history_at(const eg_history* h, int64_t step, int64_t i) { return i * h->capacity + step % h->capacity; }
+// Neuron i's entry of `step` (eg_eprop.h: step-major).
+inline int64_t history_at(const eg_history* h, int64_t step, int64_t i) { return eg_history_row(h, step, i); }
 
 // A per-step input ([rows][n]) at `step`: row min(step, rows - 1), like a generator that keeps its
 // last amplitude; `absent` when no values were given.
@@ -174,13 +174,36 @@ void feedback_phase(const eg_network* net, int t, int T, int64_t step) {
     }
 }
 
+// Event-driven: history row `row` became final (feedback_phase just completed its learning
+// signal): it joins the block products of the owned neurons, before any replay reads it.
+void blocks_phase(const eg_network* net, int t, int T, int64_t row) {
+    if (time_driven(net) || row < 0) return;
+    for (int32_t a = 0; a < net->n_archives; ++a) {
+        const eg_history* h = net->archives[a].history;
+        const Range r = owned_range(h->n, t, T);
+        if (r.empty()) continue;
+        for (int64_t port = 0; port < h->n_blocks; ++port)
+            if (h->blocks[port].advance)
+                h->blocks[port].advance(net->pops[net->archives[a].pop].model, h, r.lo, r.hi, row);
+    }
+}
+
 // The events integrated in step+1 through a plastic projection, in NEST's delivery order:
 // ascending source, then ascending delay (a spike or flush event of step+1-d reaches the synapses
 // of delay d). A neuron either spikes or flushes in a step, so within one delay the two sorted
-// lists merge into one without ties.
+// lists merge into one without ties. Settle events (the spikes of settle_steps earlier, again,
+// as flushes; deliver_plastic skips synapses that had an event since) come first within a
+// source and delay: a settle must not follow a spike of the same stamp.
 void plastic_events(const eg_network* net, const eg_projection& proj, int64_t step,
                     std::vector<PlasticEvent>& events) {
     events.clear();
+    if (proj.settle_steps > 0 && net->update_interval == 0) {
+        for (int64_t d = 1; d <= proj.max_delay; ++d) {
+            const SpikeList settled = spike_list(net, proj.source, step + 1 - d - proj.settle_steps);
+            for (int64_t k = 0; k < settled.count; ++k) events.push_back({settled.ids[k], 1.0, int32_t(d), 2});
+        }
+    }
+    const bool settles = !events.empty();
     for (int64_t d = 1; d <= proj.max_delay; ++d) {
         if (net->sample_steps > 0 && step + 1 - d < (step + 1) - (step + 1) % net->sample_steps)
             break;                 // emitted in an earlier sample (whose windows are closed)
@@ -198,7 +221,13 @@ void plastic_events(const eg_network* net, const eg_projection& proj, int64_t st
             }
         }
     }
-    if (proj.max_delay > 1)        // stable: within a source the delays stay ascending
+    if (settles)
+        std::sort(events.begin(), events.end(), [](const PlasticEvent& a, const PlasticEvent& b) {
+            if (a.source != b.source) return a.source < b.source;
+            if (a.delay != b.delay) return a.delay < b.delay;
+            return a.is_flush == 2 && b.is_flush != 2;
+        });
+    else if (proj.max_delay > 1)   // stable: within a source the delays stay ascending
         std::stable_sort(events.begin(), events.end(),
                          [](const PlasticEvent& a, const PlasticEvent& b) { return a.source < b.source; });
 }
@@ -223,12 +252,14 @@ void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index,
         for (; q < row_end && proj.target_id[q] < r.hi; ++q) {
             if (proj.delay[q] != ev.delay) continue;
             const int64_t t_last = syn->t_last[q];
-            if (t_last != 0 && t_last - 1 < oldest_held) {   // the window starts at row t_last - 1
+            if (ev.is_flush == 2 && (t_last == 0 || stamp - t_last < proj.settle_steps)) continue;
+            const bool reads_rows = !(syn->last_was_flush[q] && syn->c_rem[q] == 0);
+            if (t_last != 0 && reads_rows && t_last - 1 < oldest_held) {   // the window starts at row t_last - 1
                 if (error.before(index, q)) error = {index, q, t_last - 1, step};
                 continue;
             }
             const int64_t j = proj.target_id[q];
-            const eg_real w = proj.replay(target.model, hist, syn, q, j, stamp, ev.is_flush);
+            const eg_real w = proj.replay(target.model, hist, syn, q, j, stamp, ev.is_flush != 0);
             if (!ev.is_flush) ring[j] += w * ev.multiplicity;
         }
     }

@@ -46,7 +46,7 @@ class ReplayPlan:
     setup_lines: tuple[str, ...]      # per call: parameters of neuron i and the coefficients
     step_lines: tuple[str, ...]       # one replayed step (zin and the history loads in scope; defines g)
     decay_lines: tuple[str, ...]      # n_decay skipped steps
-    cutoff_steps: str                 # C expression of the cutoff in steps (may be INFINITY)
+    cutoff_steps: str                 # C expression of the cutoff in whole steps (2^62: none)
     interval_history_lines: tuple[str, ...]   # the loads of the interval replay (R per step or not)
     interval_setup_lines: tuple[str, ...]     # R of the interval when it is one value per interval
     regularisation_per_interval: bool
@@ -135,8 +135,11 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     decay = [f"eps[{r}] *= pow({coef(P[r, r])}, (double)n_decay);" for r in range(k)]
     decay += [f"tr[{n}] *= pow({coef(_own_factor(t))}, (double)n_decay);" for n, t in enumerate(synaptic)]
 
-    # in steps, a prepared coefficient: no division per replayed event
-    cutoff_steps = coef(learning.cutoff / DT) if learning.cutoff is not None else "INFINITY"
+    # whole steps, prepared once per simulate call (no division or rounding per replayed event);
+    # an infinite cutoff becomes 2^62 steps, longer than any run
+    never = sp.Integer(2) ** 62
+    cutoff_steps = coef(sp.Function("llround")(sp.Min(learning.cutoff / DT, never))) \
+        if learning.cutoff is not None else pr(never)
     setup += [f"const double {name} = pop->coeff[{k}][i];" for k, name in sorted(slots.items())]
     read = learning.gradient.free_symbols | {s for t in synaptic for s in t.update.free_symbols}
     history = [f"const double {name} = hist->{field}[row];"

@@ -244,6 +244,7 @@ class PlasticState:
         self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer,
                                         update_interval, samples)
         self.replay = model.kernel_address(f"replay_{port}")
+        self.replay_event = model.kernel_address(f"replay_event_{port}")
         self.interval = model.kernel_address(f"interval_{port}")
         self.optimizer = optimizer
 

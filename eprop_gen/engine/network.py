@@ -101,6 +101,7 @@ class Projection:
             delay=pointer(s.delays, ctypes.c_int32),
             plastic=ctypes.addressof(plastic.synapses.view) if plastic else None,
             replay=plastic.replay if plastic else None,
+            replay_event=plastic.replay_event if plastic else None,
             interval=plastic.interval if plastic else None,
             batch_optimizer=ctypes.addressof(plastic.synapses.optimizer) if plastic else None,
             eligibility_size=plastic.eligibility_size if plastic else 0,

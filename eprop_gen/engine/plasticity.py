@@ -34,6 +34,9 @@ class EgOptimizerState(ctypes.Structure):      # eg_optimizer_state, per synapse
                 ("k", ctypes.c_int64), ("n_opt", ctypes.c_int64)]
 
 
+OPTIMIZER_STATE_DTYPE = np.dtype([(name, np.float64 if kind is ctypes.c_double else np.int64)
+                                  for name, kind in EgOptimizerState._fields_])
+assert OPTIMIZER_STATE_DTYPE.itemsize == ctypes.sizeof(EgOptimizerState)
 BLOCK_KERNEL = ctypes.c_void_p
 
 
@@ -176,8 +179,11 @@ class PlasticSynapses:
         self.t_trig = np.zeros(n, np.int64) if update_interval else None
         self.t_next_upd = np.full(n, update_interval, np.int64) if update_interval else None
         self.weight = np.array(np.broadcast_to(np.asarray(weights, REAL), (n,)))
-        self.opt = (EgOptimizerState * n)(*[EgOptimizerState(eta_cur=NEST_INITIAL_ETA, p1=1.0, p2=1.0, k=1)
-                                            for _ in range(n)])
+        # one numpy record per synapse laid out as eg_optimizer_state (no Python object per synapse)
+        self.opt_records = np.zeros(n, OPTIMIZER_STATE_DTYPE)
+        self.opt_records["eta_cur"], self.opt_records["p1"], self.opt_records["p2"] = NEST_INITIAL_ETA, 1.0, 1.0
+        self.opt_records["k"] = 1
+        self.opt = self.opt_records.ctypes.data_as(ctypes.POINTER(EgOptimizerState))
         self.optimizer = EgOptimizer()
         # event-driven samples: the replays only accumulate (a batch that never completes); the
         # engine applies `optimizer` once per batch of samples

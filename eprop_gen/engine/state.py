@@ -11,8 +11,6 @@ C afresh at every engine call.
 """
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 
 from . import plasticity
@@ -48,7 +46,7 @@ def network_state(net) -> dict[str, np.ndarray]:
         for name in _SYNAPSE_ARRAYS:
             if getattr(syn, name) is not None:
                 out[f"{key}/{name}"] = getattr(syn, name)
-        out[f"{key}/opt"] = np.frombuffer(bytes(syn.opt), np.uint8)
+        out[f"{key}/opt"] = syn.opt_records.view(np.uint8)
         out[f"{key}/eta_bookkeeping"] = np.array([syn._eta, syn._eta_changes, syn._eta_first])
     for index, archive in net._archives.items():
         key = f"archive{index}"
@@ -93,8 +91,7 @@ def load_network_state(net, state) -> None:
         for name in _SYNAPSE_ARRAYS:
             if getattr(syn, name) is not None:
                 np.copyto(getattr(syn, name), state[f"{key}/{name}"])
-        raw = np.ascontiguousarray(state[f"{key}/opt"], np.uint8)
-        ctypes.memmove(ctypes.addressof(syn.opt), raw.ctypes.data, raw.size)
+        np.copyto(syn.opt_records.view(np.uint8), state[f"{key}/opt"])
         eta, changes, first = state[f"{key}/eta_bookkeeping"]
         syn._eta, syn._eta_changes, syn._eta_first = float(eta), int(changes), float(first)
         syn.optimizer.eta_first, syn.optimizer.n_eta_changes = syn._eta_first, syn._eta_changes

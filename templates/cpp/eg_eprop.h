@@ -87,6 +87,27 @@ typedef struct eg_plastic {
 typedef double (*eg_replay_kernel)(const eg_population* pop, const eg_history* hist, eg_plastic* syn,
                                    int64_t q, int64_t j, int64_t s, int32_t is_flush);
 
+// One event (a spike, flush or settle of a source, with one delay) through a plastic projection:
+// synapses [q_begin, q_end) of the source onto the caller's targets (those of another delay are
+// skipped). The kernel replays each and adds a spike's weight into ring[target].
+typedef struct eg_event_batch {
+    int64_t q_begin, q_end;
+    const int64_t* target_id;
+    const int32_t* delay;
+    int32_t event_delay;
+    int32_t kind;                  // 0 spike (transmits), 1 flush, 2 settle (replay only)
+    int64_t stamp;
+    int64_t settle_steps;          // a settle replays synapses whose last event is this old
+    int64_t oldest_held;           // oldest history row the ring still holds
+    double multiplicity;
+    eg_real* ring;
+    int64_t error_synapse;         // out: the first synapse whose window lost its rows (-1: none)
+    int64_t error_row;
+} eg_event_batch;
+
+typedef void (*eg_event_kernel)(const eg_population* pop, const struct eg_history* hist, eg_plastic* syn,
+                                eg_event_batch* ev);
+
 // One time-driven replay: history entries [t_trig, b) of the target neuron with traces starting at 0,
 // the presynaptic spike entering at each arrival stamp m (the source spiked in step m - delay).
 typedef struct eg_interval_replay {

@@ -131,6 +131,16 @@ static inline int64_t eg_optimizer_floor_div(int64_t a, int64_t b)
     return q;
 }
 
+/* The batch an index belongs to, floor(index / batch_size), without a division in the common
+ * cases (batch_size 1; an accumulate-only optimizer's index within its one batch): the optimizer
+ * runs at every replayed event, and an integer division costs more than the rest of it. */
+static inline int64_t eg_optimizer_batch_of(int64_t index, int64_t batch_size)
+{
+    if (batch_size == 1) return index;
+    if (index >= 0 && index < batch_size) return 0;
+    return eg_optimizer_floor_div(index, batch_size);
+}
+
 /* OPT(index, gradient, weight) of spec §5; returns the new weight.
  *
  * The gradient is added to the synapse's sum. When `index` lies beyond the current batch
@@ -154,10 +164,10 @@ static inline double eg_optimize(const eg_optimizer* o, eg_optimizer_state* s, i
     int64_t K;
     if (o->n_eta_changes != 0 && s->n_opt == 0) s->eta_cur = o->eta_first;
     s->grad_sum = s->grad_sum + gradient;
-    K = 1 + eg_optimizer_floor_div(index, o->batch_size);
+    K = 1 + eg_optimizer_batch_of(index, o->batch_size);
     if (s->k < K) {
-        /* mean over the batch length in index units, not over the number of calls */
-        s->grad_sum = s->grad_sum / (double)o->batch_size;
+        /* mean over the batch length in index units, not over the number of calls (x / 1 == x) */
+        if (o->batch_size != 1) s->grad_sum = s->grad_sum / (double)o->batch_size;
         if (o->kind == EG_ADAM) {
             while (s->k < K) {
                 double lr;

@@ -93,7 +93,8 @@ typedef struct eg_projection {
     // plastic projections only (NULL otherwise): the synapse state, which owns the weights the
     // engine transmits (weight above is ignored), and the replay kernel of the target model's port
     eg_plastic* plastic;
-    eg_replay_kernel replay;       // event-driven engine
+    eg_replay_kernel replay;       // event-driven engine: one synapse
+    eg_event_kernel replay_event;  // event-driven engine: all synapses of one event
     eg_interval_kernel interval;   // time-driven engine
     // event-driven samples (eg_network.sample_steps > 0): the optimizer applied once per batch of
     // samples; plastic->optimizer then only accumulates (its batch never completes)

@@ -242,26 +242,25 @@ void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index,
     const eg_projection& proj = net->projections[index];
     const eg_engine_pop& target = net->pops[proj.target];
     const eg_history* hist = net->archives[shared.archive_of[proj.target]].history;
-    eg_plastic* syn = proj.plastic;
-    const int64_t stamp = step + 1;
-    const int64_t oldest_held = step + 1 - hist->capacity;    // rows (step - capacity, step]
-    eg_real* ring = target.ring[proj.port] + (stamp % target.ring_slots[proj.port]) * target.n;
+    eg_event_batch batch;
+    batch.target_id = proj.target_id;
+    batch.delay = proj.delay;
+    batch.stamp = step + 1;
+    batch.settle_steps = proj.settle_steps;
+    batch.oldest_held = step + 1 - hist->capacity;    // rows (step - capacity, step]
+    batch.ring = target.ring[proj.port] + (batch.stamp % target.ring_slots[proj.port]) * target.n;
     for (const PlasticEvent& ev : events) {
         const int64_t row_end = proj.row_ptr[ev.source + 1];
-        int64_t q = first_at_least(proj.target_id, proj.row_ptr[ev.source], row_end, r.lo);
-        for (; q < row_end && proj.target_id[q] < r.hi; ++q) {
-            if (proj.delay[q] != ev.delay) continue;
-            const int64_t t_last = syn->t_last[q];
-            if (ev.is_flush == 2 && (t_last == 0 || stamp - t_last < proj.settle_steps)) continue;
-            const bool reads_rows = !(syn->last_was_flush[q] && syn->c_rem[q] == 0);
-            if (t_last != 0 && reads_rows && t_last - 1 < oldest_held) {   // the window starts at row t_last - 1
-                if (error.before(index, q)) error = {index, q, t_last - 1, step};
-                continue;
-            }
-            const int64_t j = proj.target_id[q];
-            const eg_real w = proj.replay(target.model, hist, syn, q, j, stamp, ev.is_flush != 0);
-            if (!ev.is_flush) ring[j] += w * ev.multiplicity;
-        }
+        const int64_t row_begin = proj.row_ptr[ev.source];
+        batch.q_begin = r.lo == 0 ? row_begin : first_at_least(proj.target_id, row_begin, row_end, r.lo);
+        batch.q_end = r.hi == target.n ? row_end : first_at_least(proj.target_id, batch.q_begin, row_end, r.hi);
+        batch.event_delay = ev.delay;
+        batch.kind = ev.is_flush;
+        batch.multiplicity = ev.multiplicity;
+        batch.error_synapse = -1;
+        proj.replay_event(target.model, hist, proj.plastic, &batch);
+        if (batch.error_synapse >= 0 && error.before(index, batch.error_synapse))
+            error = {index, batch.error_synapse, batch.error_row, step};
     }
 }
 

@@ -14,6 +14,9 @@ input, recurrent and readout synapse each step
 with the learning signal L_j = sum_k B_jk (y_k - target) a summed variable of feedback synapses
 readout -> neuron; the weights get w <- clip(w - eta·g, -100, 100) once at the end (inside the timed part).
 
+Memory per synapse (common.memory_fields): the binary's VmRSS just before the first synapse is created
+(after loading its arrays) and VmRSS / VmHWM at the end, read inside it.
+
 Timing: the whole network (warm-up run, then measured run) is one standalone binary. `build_s` is the
 Python model construction + Brian2 code generation + compilation (cold, in a fresh temporary project
 folder). `wall_s_per_sim_s` is measured inside the binary with std::chrono::steady_clock around the
@@ -37,6 +40,14 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 
 BENCH_FILE = "bench_timing.txt"
+# C++ inserted into the binary's main(): a field of /proc/self/status in kB (-1 if missing)
+STATUS_KB = """auto _bench_status_kb = [](const char* field) {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::string(field).size()));
+    return -1L;
+};"""
 
 
 def build(b2, net: dict, learning: bool):
@@ -88,6 +99,9 @@ def build(b2, net: dict, learning: bool):
         S_out = b2.Synapses(G, R, "w : 1", on_pre="y_post += w", namespace=ns, name="s_out")
         plastic = []
 
+    # resident set just before the first synapse is created (arrays loaded, groups allocated): the baseline
+    # of the memory per synapse (common.memory_fields)
+    b2.device.insert_code("main", STATUS_KB + "\nconst long _bench_rss_before_kb = _bench_status_kb(\"VmRSS:\");")
     for syn, key in ((S_in, "in"), (S_rec, "rec"), (S_out, "out")):
         syn.connect(i=net[key + "_sources"].astype(np.int64), j=net[key + "_targets"].astype(np.int64))
         syn.w = net[key + "_weights"].astype(np.float64)
@@ -136,31 +150,28 @@ def main() -> None:
             syn.w = "clip(w - eta * g, w_min, w_max)"
         b2.device.insert_code("main", f"""
             const double _bench_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - _bench_t0).count();
-            long _bench_hwm_kb = -1;                 // VmHWM: this image's peak RSS (ru_maxrss is inherited over exec)
-            {{
-                std::ifstream _bench_status("/proc/self/status");
-                std::string _bench_line;
-                while (std::getline(_bench_status, _bench_line))
-                    if (_bench_line.rfind("VmHWM:", 0) == 0) _bench_hwm_kb = std::stol(_bench_line.substr(6));
-            }}
+            const long _bench_rss_after_kb = _bench_status_kb("VmRSS:");
+            long _bench_hwm_kb = _bench_status_kb("VmHWM:");   // peak RSS (ru_maxrss is inherited over exec)
             if (_bench_hwm_kb < 0) {{ struct rusage _bench_ru; getrusage(RUSAGE_SELF, &_bench_ru); _bench_hwm_kb = _bench_ru.ru_maxrss; }}
             std::ofstream _bench_out(brian::results_dir + "{BENCH_FILE}");
             _bench_out.precision(17);
-            _bench_out << _bench_wall << " " << _bench_hwm_kb << std::endl;""")
+            _bench_out << _bench_wall << " " << _bench_hwm_kb << " " << _bench_rss_before_kb << " "
+                       << _bench_rss_after_kb << std::endl;""")
         construct_s = time.perf_counter() - t_total
         start = time.perf_counter()
         b2.device.build(directory=project, compile=True, run=False, with_output=False)
         codegen_compile_s = time.perf_counter() - start
-        walls, rss, binaries = [], [], []
+        walls, binaries, memory = [], [], None
         for _ in range(max(1, args.repeat)):     # each repetition: the whole binary again (same network, input)
             start = time.perf_counter()
             b2.device.run(directory=project, with_output=False)
             binaries.append(time.perf_counter() - start)
             with open(os.path.join(b2.device.results_dir, BENCH_FILE)) as f:
-                wall_text, rss_kb = f.read().split()
+                wall_text, rss_kb, before_kb, after_kb = f.read().split()
             walls.append(float(wall_text))
-            rss.append(float(rss_kb))
-        wall, binary_s, rss_kb = min(walls), min(binaries), max(rss)
+            memory = memory or common.memory_fields(float(before_kb) / 1024, common.synapse_count(net),
+                                                    float(after_kb) / 1024, float(rss_kb) / 1024)
+        wall, binary_s = min(walls), min(binaries)
         times = np.asarray(monitor.t / ms)
         senders = np.asarray(monitor.i[:])
         t0, t1 = common.window(net)
@@ -179,7 +190,8 @@ def main() -> None:
         "simulator": "brian2", "version": b2.__version__, "n": net["n"], "threads": args.threads,
         "learning": args.learning, "wall_s_per_sim_s": round(wall / sim_s, 5),
         "build_s": round(construct_s + codegen_compile_s, 3),
-        "peak_rss_mb": round(float(rss_kb) / 1024.0, 1), **common.activity_stats(net, times, senders),
+        "engine": "time-driven (hand-written)" if args.learning else "static", "k": net["k"],
+        **memory, **common.activity_stats(net, times, senders),
         "syn_events_per_s": round(syn_events / wall, 1), "syn_events": syn_events,
         "codegen_compile_s": round(codegen_compile_s, 3), "binary_s": round(binary_s, 3),
         "wall_s_per_sim_s_all": [round(w / sim_s, 5) for w in walls],

@@ -9,14 +9,19 @@ import sys
 import numpy as np
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def argument_parser(description: str) -> argparse.ArgumentParser:
+    """The options every runner takes; a runner may add its own before parsing."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("network", help="input file written by make_network.py")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--learning", action="store_true", help="e-prop on (otherwise static synapses)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure R times (fresh network each time), report the fastest (noisy machines)")
-    return parser.parse_args()
+    return parser
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    return argument_parser(description).parse_args()
 
 
 def load(path) -> dict:
@@ -32,13 +37,16 @@ def window(net: dict) -> tuple[float, float]:
 
 def synaptic_events(net: dict, rec_senders: np.ndarray) -> int:
     """Synaptic events (one spike crossing one synapse) caused by the spikes emitted in the measured interval:
-    input spikes × n (all-to-all) + each recurrent spike × its out-degree (recurrent + readout synapses).
+    each input spike × its input's out-degree (n in network W: all-to-all) + each recurrent spike × its
+    out-degree (recurrent + readout synapses).
     `rec_senders`: 0-based indices of the recurrent neurons' spikes in the measured interval."""
     t0, t1 = window(net)
     times = net["input_times"]
-    n_input_spikes = int(np.count_nonzero((times > t0) & (times <= t1)))
-    out_degree = np.bincount(net["rec_sources"], minlength=net["n"]) + net["n_out"]
-    return n_input_spikes * int(net["n"]) + int(out_degree[rec_senders].sum())
+    measured_inputs = net["input_senders"][(times > t0) & (times <= t1)]
+    in_out_degree = np.bincount(net["in_sources"], minlength=net["n_in"])
+    n = net["n"]
+    out_degree = np.bincount(net["rec_sources"], minlength=n) + np.bincount(net["out_sources"], minlength=n)
+    return int(in_out_degree[measured_inputs].sum()) + int(out_degree[rec_senders].sum())
 
 
 def activity_stats(net: dict, rec_times: np.ndarray, rec_senders: np.ndarray) -> dict:
@@ -53,19 +61,56 @@ def activity_stats(net: dict, rec_times: np.ndarray, rec_senders: np.ndarray) ->
     return {"rec_rate_hz": round(rate, 3), "sync_corr_5ms": round(float((fano - 1.0) / (n - 1)), 5)}
 
 
+def synapse_count(net: dict) -> int:
+    """The network's synapses: input, recurrent and readout (not the n·n_out feedback connections)."""
+    return len(net["in_sources"]) + len(net["rec_sources"]) + len(net["out_sources"])
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now in MB (VmRSS; ru_maxrss where /proc is missing)."""
+    current = _status_mb("VmRSS")
+    return current if current is not None else peak_rss_mb()
+
+
+def memory_fields(rss_before_synapses_mb: float, synapses: int, rss_after_mb: float | None = None,
+                  peak_after_mb: float | None = None) -> dict:
+    """Memory per synapse, measured in one process: the growth of the resident set from just before the
+    first synapse is created (populations built, the input file loaded) to after the measured run,
+    divided by the number of synapses. `bytes_per_synapse` uses the resident set after the run (what the
+    network holds: synapses, their learning state, whatever else grows with them), `peak_bytes_per_synapse`
+    the peak (adds what construction needed transiently). Both include the n·n_out feedback connections
+    and whatever grows per neuron after the synapses exist (e-prop history archives, which grow with the
+    longest replay window, recorded spikes): they are the memory the network needs per synapse, not the
+    size of a synapse alone (run.py's in-degree sweep gives the marginal cost, the slope over K)."""
+    rss_after = rss_mb() if rss_after_mb is None else rss_after_mb
+    peak = peak_rss_mb() if peak_after_mb is None else peak_after_mb
+    per_synapse = 1024.0 ** 2 / max(synapses, 1)
+    return {"synapses": synapses, "rss_before_synapses_mb": round(rss_before_synapses_mb, 1),
+            "rss_mb": round(rss_after, 1), "peak_rss_mb": round(peak, 1),
+            "bytes_per_synapse": round((rss_after - rss_before_synapses_mb) * per_synapse, 1),
+            "peak_bytes_per_synapse": round((peak - rss_before_synapses_mb) * per_synapse, 1)}
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process image in MB: VmHWM of /proc/self/status (Linux).
 
     Not getrusage().ru_maxrss: Linux carries ru_maxrss across fork + exec, so a runner started by a
     parent that holds a large network would report the parent's peak (verified: a child of an 800 MB
     parent reports 790 MB). Elsewhere, ru_maxrss is the fallback."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     scale = 1024.0 ** 2 if sys.platform == "darwin" else 1024.0      # bytes on macOS, kilobytes on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 

@@ -1,66 +1,106 @@
-"""eprop-gen runner of network W (the same input file and JSON line as nest_w.py / brian2_w.py).
+"""eprop-gen runner of network W / the N-MNIST network (the same input file and JSON line as nest_w.py / brian2_w.py).
 
-    python benchmarks/peers/eprop_gen_w.py network.npz [--threads T] [--learning] [--repeat R]
+    python benchmarks/peers/eprop_gen_w.py network.npz [--threads T] [--learning | --time-driven] [--repeat R]
 
 Without learning: iaf_psc_delta neurons and leaky_readout readouts, static synapses. With --learning:
 eprop_iaf and eprop_readout with event-driven e-prop (gradient descent, window mode
 (optimize_each_step = False, as the NEST runner), the file's eta and cutoff), learning signals through B,
-target 0. Timed: Network.simulate(t_ms) after an untimed simulate(t_warmup_ms); compilation (cached)
-and network construction are `build_s`.
+the file's target(s) and learning window. With --time-driven: the time-driven engine (Bellec et al. 2020)
+with eprop_iaf_bsshslm_2020 / eprop_readout_bsshslm_2020, update intervals and learning window from the
+file (`update_interval_ms`, `learning_window_ms`), neurons not reset between intervals (W runs on
+continuously), kappa as the event-driven run's (tau_m_readout = -dt / ln kappa).
+Timed: Network.simulate(t_ms) after an untimed simulate(t_warmup_ms); compilation (cached) and network
+construction are `build_s`. Memory per synapse: common.memory_fields, measured from just before the first
+connect (after a one-neuron network has loaded the engine and started its threads).
 """
 from __future__ import annotations
 
+import math
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import common
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))     # this checkout's eprop_gen, installed or not
+import common  # noqa: E402
+
+MODELS = {"static": ("iaf_psc_delta", "leaky_readout"), "event-driven": ("eprop_iaf", "eprop_readout"),
+          "time-driven": ("eprop_iaf_bsshslm_2020", "eprop_readout_bsshslm_2020")}
 
 
-def build(net: dict, threads: int, learning: bool):
-    import eprop_gen as eg
-    if learning:
-        rec_model = eg.compile_model(eg.models.path("eprop_iaf"))
-        out_model = eg.compile_model(eg.models.path("eprop_readout"))
-        rec_params = dict(C_m=net["C_m"], E_L=net["E_L"], V_th=net["V_th"], tau_m=net["tau_m"], t_ref=net["t_ref"],
-                          surrogate_gradient_height=net["surrogate_height"],
-                          surrogate_gradient_width=net["surrogate_width"], kappa=net["kappa"],
-                          eprop_isi_trace_cutoff=net["cutoff_ms"])
-        out_params = dict(C_m=net["C_m"], tau_m=net["tau_out"], eprop_isi_trace_cutoff=net["cutoff_ms"])
-        plasticity = eg.gradient_descent(eta=net["eta"], optimize_each_step=False)
+def parameters(net: dict, mode: str) -> tuple[dict, dict]:
+    """(recurrent, readout) parameters of the models of `mode` from the file."""
+    if mode == "static":
+        rec = dict(tau_m=net["tau_m"], t_ref=net["t_ref"], V_th=net["V_th"], E_L=net["E_L"], V_reset=net["V_reset"],
+                   C_m=net["C_m"])
+        return rec, dict(tau_m=net["tau_out"])
+    rec = dict(C_m=net["C_m"], E_L=net["E_L"], V_th=net["V_th"], tau_m=net["tau_m"], t_ref=net["t_ref"],
+               surrogate_gradient_height=net["surrogate_height"], surrogate_gradient_width=net["surrogate_width"],
+               c_reg=net.get("c_reg", 0.0), f_target=net.get("f_target", 10.0),
+               flush_event_send_interval=net.get("flush_ms", math.inf))
+    out = dict(C_m=net["C_m"], E_L=0.0, tau_m=net["tau_out"])
+    if mode == "event-driven":
+        rec.update(kappa=net["kappa"], kappa_reg=net.get("kappa_reg", net["kappa"]),
+                   eprop_isi_trace_cutoff=net["cutoff_ms"])
+        out.update(eprop_isi_trace_cutoff=net["cutoff_ms"])
     else:
-        rec_model = eg.compile_model(eg.models.path("iaf_psc_delta"))
-        out_model = eg.compile_model(eg.models.path("leaky_readout"))
-        rec_params = dict(tau_m=net["tau_m"], t_ref=net["t_ref"], V_th=net["V_th"], E_L=net["E_L"],
-                          V_reset=net["V_reset"])
-        rec_params = {k: v for k, v in rec_params.items() if k in rec_model.params}
-        out_params = dict(tau_m=net["tau_out"])
-        plasticity = None
-    sim = eg.Network(dt=net["dt"], threads=threads, seed=int(net["seed"]))
+        rec.update(tau_m_readout=-net["dt"] / math.log(net["kappa"]))
+    return rec, out
+
+
+def schedule(eg, net: dict, mode: str):
+    if mode != "time-driven":
+        return None
+    return eg.time_driven(update_interval=net["update_interval_ms"], learning_window=net["learning_window_ms"],
+                          reset_neurons=False)
+
+
+def build(net: dict, threads: int, mode: str):
+    """The network of the file; returns (network, recurrent population, RSS in MB before the first synapse)."""
+    import eprop_gen as eg
+    rec_model, out_model = (eg.compile_model(eg.models.path(name)) for name in MODELS[mode])
+    rec_params, out_params = parameters(net, mode)
+    learning = schedule(eg, net, mode)
+    warm = eg.Network(dt=net["dt"], threads=threads, learning=learning)   # loads the engine, starts the threads
+    warm.add_population(rec_model, 1, params=rec_params)
+    warm.simulate(net["dt"])
+    del warm
+    sim = eg.Network(dt=net["dt"], threads=threads, seed=int(net["seed"]), learning=learning)
     inputs = sim.add_spike_source(int(net["n_in"]), times=net["input_times"], senders=net["input_senders"])
     rec = sim.add_population(rec_model, int(net["n"]), params=rec_params)
     out = sim.add_population(out_model, int(net["n_out"]), params=out_params)
+    rss_before = common.rss_mb()
+    plasticity = None if mode == "static" else eg.gradient_descent(eta=net["eta"], optimize_each_step=False)
     for name, source, target in (("in", inputs, rec), ("rec", rec, rec), ("out", rec, out)):
         rule = eg.Explicit(net[f"{name}_sources"], net[f"{name}_targets"], weights=net[f"{name}_weights"].astype(float))
         sim.connect(source, target, "spikes", rule, plasticity=plasticity)
-    if learning:
+    if mode != "static":
         sim.connect_feedback(out, rec, net["B"].astype(float))
-        sim.add_target(out, np.full(1, float(net["target"])))
-    return sim, rec
+        targets = net["targets"].astype(float) if "targets" in net else np.full(1, float(net["target"]))
+        sim.add_target(out, targets, loss=net.get("loss", "mean_squared_error"))
+        if "learning_window" in net and mode == "event-driven":    # time-driven: the schedule's window
+            sim.add_learning_window(out, net["learning_window"].astype(float))
+    return sim, rec, rss_before
 
 
 def main() -> None:
-    args = common.parse_args(__doc__.splitlines()[0])
+    parser = common.argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--time-driven", action="store_true", help="learning with the time-driven engine")
+    args = parser.parse_args()
+    mode = "time-driven" if args.time_driven else "event-driven" if args.learning else "static"
     net = common.load(args.network)
-    walls, builds = [], []
+    walls, builds, memory = [], [], None
     for _ in range(max(1, args.repeat)):
+        sim = rec = None                         # free the previous repetition's network first
         start = time.perf_counter()
-        sim, rec = build(net, args.threads, args.learning)
+        sim, rec, rss_before = build(net, args.threads, mode)
         builds.append(time.perf_counter() - start)
         sim.simulate(net["t_warmup_ms"])
         start = time.perf_counter()
         sim.simulate(net["t_ms"])
         walls.append(time.perf_counter() - start)
+        memory = memory or common.memory_fields(rss_before, common.synapse_count(net))   # first repetition's
     wall = min(walls)
     t0, t1 = common.window(net)
     times, senders = sim.spikes(rec)
@@ -68,9 +108,9 @@ def main() -> None:
     syn_events = common.synaptic_events(net, senders[keep])
     sim_s = net["t_ms"] * 1e-3
     common.emit({
-        "simulator": "eprop-gen", "n": net["n"], "threads": args.threads, "learning": args.learning,
-        "wall_s_per_sim_s": round(wall / sim_s, 5), "build_s": round(min(builds), 3),
-        "peak_rss_mb": round(common.peak_rss_mb(), 1), **common.activity_stats(net, times[keep], senders[keep]),
+        "simulator": "eprop-gen", "engine": mode, "n": net["n"], "k": net["k"], "threads": args.threads,
+        "learning": mode != "static", "wall_s_per_sim_s": round(wall / sim_s, 5), "build_s": round(min(builds), 3),
+        **memory, **common.activity_stats(net, times[keep], senders[keep]),
         "syn_events_per_s": round(syn_events / wall, 1), "syn_events": syn_events,
         "wall_s_per_sim_s_all": [round(w / sim_s, 5) for w in walls], "history_steps": sim.history_steps,
         "timed": "Network.simulate(t_ms) after an untimed simulate(t_warmup_ms)",

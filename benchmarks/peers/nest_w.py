@@ -7,7 +7,10 @@ an unreachable threshold (leaky integrators, tau_out). With --learning: NEST's e
 wired as NEST's example eprop_supervised_regression_sine-waves.py: eprop_iaf recurrent neurons,
 eprop_readout readouts, eprop_synapse (gradient descent, eta from the file, optimize_each_step False)
 on input, recurrent and readout synapses, eprop_learning_signal_connection readout -> recurrent with
-weights B, a step_rate_generator target (constant `target`) and learning window (1). Inputs: one
+weights B, a step_rate_generator target (the file's `targets` per step, else the constant `target`) and
+learning window (the file's `learning_window`, else 1); c_reg, f_target, kappa_reg, flush_ms from the file
+where given (the N-MNIST network). Only the mean squared error (NEST 3.10's eprop_readout has no other loss).
+Memory per synapse: common.memory_fields, from just before the first network synapse is connected. Inputs: one
 spike_generator per input -> parrot_neuron -> network (the generator fires one step early so the
 parrot spikes at the file's time). Timed: the measured nest.Simulate(t_ms) only, after an untimed
 nest.Simulate(t_warmup_ms) (which also pays NEST's connection-infrastructure preparation).
@@ -26,6 +29,8 @@ import numpy as np  # noqa: E402
 
 def build(nest, net: dict, threads: int, learning: bool):
     dt, n, n_in, n_out = net["dt"], net["n"], net["n_in"], net["n_out"]
+    if learning and net.get("loss", "mean_squared_error") != "mean_squared_error":
+        raise SystemExit(f"nest_w.py: loss {net['loss']!r}: NEST 3.10's eprop_readout has only the mean squared error")
     nest.ResetKernel()
     nest.verbosity = nest.VerbosityLevel.ERROR
     nest.SetKernelStatus({"resolution": dt, "local_num_threads": threads, "print_time": False})
@@ -42,11 +47,14 @@ def build(nest, net: dict, threads: int, learning: bool):
            "t_ref": net["t_ref"], "C_m": net["C_m"], "I_e": 0.0}
     if learning:
         cutoff = net["cutoff_ms"]
-        pop = nest.Create("eprop_iaf", n, {**lif, "c_reg": 0.0, "kappa": net["kappa"], "kappa_reg": net["kappa"],
+        pop = nest.Create("eprop_iaf", n, {**lif, "c_reg": net.get("c_reg", 0.0), "f_target": net.get("f_target", 10.0),
+                                           "kappa": net["kappa"], "kappa_reg": net.get("kappa_reg", net["kappa"]),
                                            "surrogate_gradient_function": "piecewise_linear",
                                            "surrogate_gradient_height": net["surrogate_height"],
                                            "surrogate_gradient_width": net["surrogate_width"],
                                            "eprop_isi_trace_cutoff": cutoff})
+        if np.isfinite(net.get("flush_ms", np.inf)):
+            pop.set({"flush_event_send_interval": net["flush_ms"]})
         out = nest.Create("eprop_readout", n_out, {"C_m": net["C_m"], "E_L": 0.0, "V_m": 0.0, "I_e": 0.0,
                                                    "tau_m": net["tau_out"], "eprop_isi_trace_cutoff": cutoff})
         nest.SetDefaults("eprop_synapse", {"optimizer": {
@@ -60,6 +68,7 @@ def build(nest, net: dict, threads: int, learning: bool):
         syn = "static_synapse"
 
     pre_in, post_rec, post_out = np.asarray(parrots.tolist()), np.asarray(pop.tolist()), np.asarray(out.tolist())
+    rss_before = common.rss_mb()
     for pre_ids, post_ids, key in ((pre_in, post_rec, "in"), (post_rec, post_rec, "rec"), (post_rec, post_out, "out")):
         sources, targets = net[key + "_sources"], net[key + "_targets"]
         weights = net[key + "_weights"].astype(np.float64)
@@ -73,9 +82,11 @@ def build(nest, net: dict, threads: int, learning: bool):
                      {"synapse_model": "eprop_learning_signal_connection", "weight": B[j_idx.ravel(), k_idx.ravel()],
                       "delay": np.full(n * n_out, dt)})
         receptors = out[0].get("receptor_types")
-        target = nest.Create("step_rate_generator", n_out,
-                             {"amplitude_times": [dt], "amplitude_values": [float(net["target"])]})
-        learning_window = nest.Create("step_rate_generator", 1, {"amplitude_times": [dt], "amplitude_values": [1.0]})
+        targets = net["targets"] if "targets" in net else np.full((1, n_out), float(net["target"]))
+        target = nest.Create("step_rate_generator", n_out)
+        target.set([step_rate(targets[:, m], dt) for m in range(n_out)])
+        window = net["learning_window"] if "learning_window" in net else np.ones(1)
+        learning_window = nest.Create("step_rate_generator", 1, step_rate(window, dt))
         nest.Connect(target, out, "one_to_one", {"synapse_model": "rate_connection_delayed", "delay": dt,
                                                  "receptor_type": receptors["target_signal"]})
         nest.Connect(learning_window, out, "all_to_all", {"synapse_model": "rate_connection_delayed", "delay": dt,
@@ -84,7 +95,15 @@ def build(nest, net: dict, threads: int, learning: bool):
     t0, t1 = common.window(net)
     recorder = nest.Create("spike_recorder", {"start": t0, "stop": t1})
     nest.Connect(pop, recorder)
-    return pop, recorder
+    return pop, recorder, rss_before
+
+
+def step_rate(values: np.ndarray, dt: float) -> dict:
+    """step_rate_generator parameters for a per-step array (row k from step k on; the last row after it):
+    the values where they change, the first at time dt (NEST's generators start there)."""
+    values = np.asarray(values, dtype=np.float64)
+    changes = np.r_[0, np.flatnonzero(np.diff(values)) + 1]
+    return {"amplitude_times": (changes + 1) * dt, "amplitude_values": values[changes]}
 
 
 def main() -> None:
@@ -92,10 +111,10 @@ def main() -> None:
     net = common.load(args.network)
     os.environ.setdefault("PYNEST_QUIET", "1")          # no banner: stdout carries only the JSON line
     import nest
-    walls, warmups, builds = [], [], []
+    walls, warmups, builds, memory = [], [], [], None
     for _ in range(max(1, args.repeat)):       # each repetition: fresh kernel, same network, same input
         start = time.perf_counter()
-        pop, recorder = build(nest, net, args.threads, args.learning)
+        pop, recorder, rss_before = build(nest, net, args.threads, args.learning)
         builds.append(time.perf_counter() - start)
         start = time.perf_counter()
         nest.Simulate(net["t_warmup_ms"])
@@ -103,8 +122,8 @@ def main() -> None:
         start = time.perf_counter()
         nest.Simulate(net["t_ms"])
         walls.append(time.perf_counter() - start)
+        memory = memory or common.memory_fields(rss_before, common.synapse_count(net))   # first repetition's
     wall, build_s, warmup_s = min(walls), min(builds), min(warmups)
-    peak = common.peak_rss_mb()
 
     events = recorder.get("events")
     senders = np.asarray(events["senders"]) - pop[0].global_id
@@ -113,8 +132,9 @@ def main() -> None:
     sim_s = net["t_ms"] * 1e-3
     common.emit({
         "simulator": "nest", "version": nest.__version__, "n": net["n"], "threads": args.threads,
+        "engine": "event-driven" if args.learning else "static", "k": net["k"],
         "learning": args.learning, "wall_s_per_sim_s": round(wall / sim_s, 5), "build_s": round(build_s, 3),
-        "peak_rss_mb": round(peak, 1), **common.activity_stats(net, times, senders),
+        **memory, **common.activity_stats(net, times, senders),
         "syn_events_per_s": round(syn_events / wall, 1), "syn_events": syn_events, "warmup_s": round(warmup_s, 3),
         "wall_s_per_sim_s_all": [round(w / sim_s, 5) for w in walls],
         "timed": "nest.Simulate(t_ms) after an untimed nest.Simulate(t_warmup_ms)",

@@ -19,6 +19,7 @@ from .ir import SURROGATE_FUNCTIONS, ModelIR, Surrogate
 from .parse import parse_model
 from .paths import PACKAGE_DIR, resource_dir
 from .plan import KernelPlan, plan_kernel
+from .precision import LEARNING_FLAGS
 from .render import ABI_VERSION, render_model
 from .report import summarize
 from .solve import Solution, solve_model
@@ -71,7 +72,7 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
     cache = Path(cache_dir) if cache_dir is not None else build.default_cache_dir()
     plan, initial, summary = _planned(source, file, cache, force, surrogate)
     result, library = build.build_and_load(render_model(plan), name=plan.name, openmp=False,
-                                           include_dirs=(), extra_flags=extra_flags,
+                                           include_dirs=(), extra_flags=tuple(extra_flags) + LEARNING_FLAGS,
                                            cache_dir=cache, force=force)
     return CompiledModel(
         name=plan.name, states=plan.states, params=plan.params,

@@ -436,6 +436,19 @@ def test_flush_events_one_and_two_threads_identical():
             assert np.array_equal(one.snapshots[n][k], two.snapshots[n][k])
 
 
+def test_block_replay_one_and_two_threads_identical():
+    """The O(1) path with settled windows (cutoff 20 ms, per-spike updates): each thread advances
+    the block products of its own targets; the results do not depend on the thread count."""
+    task = small_task(n_out=2)
+    cfg = config(cutoff=20.0, cutoff_out=20.0, **GD_STRONG)
+    one = run_engine(task, cfg, threads=1, replay="blocks", block_steps=4, snapshot_steps=every(task))
+    two = run_engine(task, cfg, threads=2, replay="blocks", block_steps=4, snapshot_steps=every(task))
+    assert bitwise_equal(one.result, two.result)
+    for n in every(task):
+        for k in ("W_in", "W_rec", "W_out"):
+            assert np.array_equal(one.snapshots[n][k], two.snapshots[n][k])
+
+
 def test_flush_events_shorten_the_history_needed():
     """A flush moves a synapse's window start forward (spec §4.2), so a silent neuron no longer
     needs the whole run in its targets' history (only the inputs' longest silence, ~100 steps):

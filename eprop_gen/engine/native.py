@@ -16,6 +16,7 @@ import numpy as np
 
 from ..build import build_and_load
 from ..paths import resource_dir
+from ..precision import LEARNING_FLAGS, LEARNING_REAL
 
 REAL = np.float64                 # eg_real (EG_REAL defaults to double)
 c_real = ctypes.c_double
@@ -219,7 +220,7 @@ def runtime_sources() -> dict[str, str]:
 def engine_library(cache_dir: Path | None = None) -> ctypes.CDLL:
     """The compiled engine (built once, then cached on disk), with every entry point declared."""
     _, lib = build_and_load(runtime_sources(), name="eg_engine", openmp=True, cache_dir=cache_dir,
-                            extra_flags=ENGINE_FLAGS)
+                            extra_flags=ENGINE_FLAGS + LEARNING_FLAGS)
     _declare_entry_points(lib)
     _check_layout(lib)
     return lib
@@ -229,7 +230,7 @@ def _declare_entry_points(lib: ctypes.CDLL) -> None:
     lib.eg_engine_simulate.argtypes = [ctypes.POINTER(EgNetwork), ctypes.c_int64, ctypes.c_int64,
                                        ctypes.c_int32]
     lib.eg_engine_simulate.restype = ctypes.c_int64
-    for name in ("eg_engine_abi", "eg_engine_real_size", "eg_engine_has_openmp"):
+    for name in ("eg_engine_abi", "eg_engine_real_size", "eg_engine_learning_real_size", "eg_engine_has_openmp"):
         getattr(lib, name).argtypes = []
         getattr(lib, name).restype = ctypes.c_int32
     lib.eg_engine_struct_sizes.argtypes = [c_int64_p]
@@ -241,6 +242,8 @@ def _check_layout(lib: ctypes.CDLL) -> None:
         raise RuntimeError(f"engine ABI {lib.eg_engine_abi()} != {ENGINE_ABI} expected by Python")
     if lib.eg_engine_real_size() != np.dtype(REAL).itemsize:
         raise RuntimeError("engine eg_real size does not match numpy dtype used by Python")
+    if lib.eg_engine_learning_real_size() != np.dtype(LEARNING_REAL).itemsize:
+        raise RuntimeError("engine eg_lreal size does not match the learning precision of Python")
     from . import plasticity   # imports this module, so only here
     structs = MIRRORED_STRUCTS + tuple(getattr(plasticity, n) for n in LEARNING_STRUCT_NAMES)
     sizes = np.zeros(len(structs), dtype=np.int64)

@@ -97,7 +97,7 @@ class Projection:
             source=self.source.index, target=self.target.index, port=self.port_index,
             row_ptr=pointer(s.row_ptr, ctypes.c_int64),
             target_id=pointer(s.targets, ctypes.c_int64),
-            weight=pointer(s.weights, native.c_real),
+            weight=pointer(s.weights if plastic is None else None, native.c_real),   # plastic: their own
             delay=pointer(s.delays, ctypes.c_int32),
             plastic=ctypes.addressof(plastic.synapses.view) if plastic else None,
             replay=plastic.replay if plastic else None,

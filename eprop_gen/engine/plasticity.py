@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import native
+from ..precision import LEARNING_REAL, c_lreal, c_lreal_p, c_lreal_pp
 from .native import pointer, pointer_table
 
-REAL = np.float64
 GRADIENT_DESCENT, ADAM = 0, 1
 NEST_INITIAL_ETA = 1e-4          # a synapse's eta before its first optimisation (NEST's default)
 NEVER = 2 ** 62                  # the batch size of an optimizer that only accumulates
@@ -42,23 +42,23 @@ BLOCK_KERNEL = ctypes.c_void_p
 
 class EgBlocks(ctypes.Structure):              # eg_blocks (eg_eprop.h), per learning port
     _fields_ = [("block", ctypes.c_int64), ("shift", ctypes.c_int64), ("entries", ctypes.c_int64),
-                ("prefix", native.c_real_p),
-                ("suffix", native.c_real_p), ("total", native.c_real_p), ("advance", BLOCK_KERNEL)]
+                ("prefix", c_lreal_p),
+                ("suffix", c_lreal_p), ("total", c_lreal_p), ("advance", BLOCK_KERNEL)]
 
 
 class EgHistory(ctypes.Structure):             # eg_history (eg_eprop.h)
     _fields_ = [("capacity", ctypes.c_int64), ("mask", ctypes.c_int64), ("n", ctypes.c_int64),
-                ("psi", native.c_real_p),
-                ("learning_signal", native.c_real_p), ("regularisation", native.c_real_p),
+                ("psi", c_lreal_p),
+                ("learning_signal", c_lreal_p), ("regularisation", c_lreal_p),
                 ("n_blocks", ctypes.c_int64), ("blocks", ctypes.POINTER(EgBlocks))]
 
 
 class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
-    _fields_ = [("n", ctypes.c_int64), ("eps", native.c_real_pp), ("traces", native.c_real_pp),
-                ("zbuf", native.c_real_p), ("grad", native.c_real_p),
+    _fields_ = [("n", ctypes.c_int64), ("eps", c_lreal_pp), ("traces", c_lreal_pp),
+                ("zbuf", c_lreal_p), ("grad", c_lreal_p),
                 ("c_rem", ctypes.POINTER(ctypes.c_int64)), ("n_decay", ctypes.POINTER(ctypes.c_int64)),
                 ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
-                ("weight", native.c_real_p), ("opt", ctypes.POINTER(EgOptimizerState)),
+                ("weight", c_lreal_p), ("opt", ctypes.POINTER(EgOptimizerState)),
                 ("optimizer", ctypes.POINTER(EgOptimizer)), ("optimize_each_step", ctypes.c_int32),
                 ("t_trig", ctypes.POINTER(ctypes.c_int64)), ("t_next_upd", ctypes.POINTER(ctypes.c_int64))]
 
@@ -116,9 +116,9 @@ class History:
     BlockLayout also the per-neuron block products of each learning port (eg_blocks)."""
 
     def __init__(self, capacity: int, n: int, blocks: BlockLayout | None = None):
-        self.psi = np.zeros((capacity, n), REAL)
-        self.learning_signal = np.zeros((capacity, n), REAL)
-        self.regularisation = np.zeros((capacity, n), REAL)
+        self.psi = np.zeros((capacity, n), LEARNING_REAL)
+        self.learning_signal = np.zeros((capacity, n), LEARNING_REAL)
+        self.regularisation = np.zeros((capacity, n), LEARNING_REAL)
         self.blocks = blocks
         self.prefix, self.suffix, self.total = [], [], []
         if not is_power_of_two(capacity) or (blocks and not is_power_of_two(blocks.block) or
@@ -126,17 +126,18 @@ class History:
             raise ValueError(f"history capacity {capacity} and block {blocks and blocks.block} must be "
                              f"powers of two, the block at most the capacity")
         for entries, _ in (blocks.ports if blocks else ()):
-            self.prefix.append(np.zeros((blocks.block, n, entries), REAL))
-            self.suffix.append(np.zeros((capacity, n, entries), REAL))
-            self.total.append(np.zeros((capacity // blocks.block, n, entries), REAL))
+            self.prefix.append(np.zeros((blocks.block, n, entries), LEARNING_REAL))
+            self.suffix.append(np.zeros((capacity, n, entries), LEARNING_REAL))
+            self.total.append(np.zeros((capacity // blocks.block, n, entries), LEARNING_REAL))
         self._block_structs = (EgBlocks * max(1, len(self.prefix)))(*[
-            EgBlocks(block=blocks.block, shift=blocks.block.bit_length() - 1, entries=entries, prefix=pointer(self.prefix[k], native.c_real),
-                     suffix=pointer(self.suffix[k], native.c_real), total=pointer(self.total[k], native.c_real),
+            EgBlocks(block=blocks.block, shift=blocks.block.bit_length() - 1, entries=entries,
+                     prefix=pointer(self.prefix[k], c_lreal),
+                     suffix=pointer(self.suffix[k], c_lreal), total=pointer(self.total[k], c_lreal),
                      advance=advance)
             for k, (entries, advance) in enumerate(blocks.ports if blocks else ())])
-        self.view = EgHistory(capacity=capacity, mask=capacity - 1, n=n, psi=pointer(self.psi, native.c_real),
-                              learning_signal=pointer(self.learning_signal, native.c_real),
-                              regularisation=pointer(self.regularisation, native.c_real),
+        self.view = EgHistory(capacity=capacity, mask=capacity - 1, n=n, psi=pointer(self.psi, c_lreal),
+                              learning_signal=pointer(self.learning_signal, c_lreal),
+                              regularisation=pointer(self.regularisation, c_lreal),
                               n_blocks=len(self.prefix), blocks=self._block_structs)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -167,10 +168,10 @@ class PlasticSynapses:
 
     def __init__(self, n: int, eligibility_size: int, n_traces: int, weights, optimizer: Optimizer,
                  update_interval: int = 0, samples: bool = False):
-        self.eps = np.zeros((eligibility_size, n), REAL)
-        self.traces = np.zeros((max(n_traces, 1), n), REAL)
-        self.zbuf = np.zeros(n, REAL)
-        self.grad = np.zeros(n, REAL)
+        self.eps = np.zeros((eligibility_size, n), LEARNING_REAL)
+        self.traces = np.zeros((max(n_traces, 1), n), LEARNING_REAL)
+        self.zbuf = np.zeros(n, LEARNING_REAL)
+        self.grad = np.zeros(n, LEARNING_REAL)
         self.c_rem = np.zeros(n, np.int64)
         self.n_decay = np.zeros(n, np.int64)
         self.t_last = np.zeros(n, np.int64)
@@ -178,7 +179,7 @@ class PlasticSynapses:
         # time-driven: first event of the current interval; end of its interval minus the offset
         self.t_trig = np.zeros(n, np.int64) if update_interval else None
         self.t_next_upd = np.full(n, update_interval, np.int64) if update_interval else None
-        self.weight = np.array(np.broadcast_to(np.asarray(weights, REAL), (n,)))
+        self.weight = np.array(np.broadcast_to(np.asarray(weights, LEARNING_REAL), (n,)))
         # one numpy record per synapse laid out as eg_optimizer_state (no Python object per synapse)
         self.opt_records = np.zeros(n, OPTIMIZER_STATE_DTYPE)
         self.opt_records["eta_cur"], self.opt_records["p1"], self.opt_records["p2"] = NEST_INITIAL_ETA, 1.0, 1.0
@@ -192,15 +193,15 @@ class PlasticSynapses:
         # NEST's bookkeeping starts from its default eta; setting another one is change number 1
         self._eta, self._eta_changes, self._eta_first = NEST_INITIAL_ETA, 0, NEST_INITIAL_ETA
         self.set_optimizer(optimizer)
-        self._tables = (pointer_table(list(self.eps), native.c_real),
-                        pointer_table(list(self.traces), native.c_real))
+        self._tables = (pointer_table(list(self.eps), c_lreal),
+                        pointer_table(list(self.traces), c_lreal))
         self.view = EgPlastic(
-            n=n, eps=ctypes.cast(self._tables[0], native.c_real_pp),
-            traces=ctypes.cast(self._tables[1], native.c_real_pp),
-            zbuf=pointer(self.zbuf, native.c_real), grad=pointer(self.grad, native.c_real),
+            n=n, eps=ctypes.cast(self._tables[0], c_lreal_pp),
+            traces=ctypes.cast(self._tables[1], c_lreal_pp),
+            zbuf=pointer(self.zbuf, c_lreal), grad=pointer(self.grad, c_lreal),
             c_rem=pointer(self.c_rem, ctypes.c_int64), n_decay=pointer(self.n_decay, ctypes.c_int64),
             t_last=pointer(self.t_last, ctypes.c_int64), last_was_flush=pointer(self.last_was_flush, ctypes.c_uint8),
-            weight=pointer(self.weight, native.c_real), opt=self.opt,
+            weight=pointer(self.weight, c_lreal), opt=self.opt,
             optimizer=ctypes.pointer(self.accumulator if samples else self.optimizer),
             optimize_each_step=int(optimizer.optimize_each_step and not samples),
             t_trig=pointer(self.t_trig, ctypes.c_int64), t_next_upd=pointer(self.t_next_upd, ctypes.c_int64))

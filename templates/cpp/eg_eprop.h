@@ -7,6 +7,13 @@
 #include "eg_runtime.h"
 #include "eg_optimizer.h"
 
+// The learning state's storage type (eprop_gen/precision.py): -DEG_LEARNING_REAL=float stores
+// histories, block products and synapse state in float32; arithmetic stays double.
+#ifndef EG_LEARNING_REAL
+#define EG_LEARNING_REAL double
+#endif
+typedef EG_LEARNING_REAL eg_lreal;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -28,9 +35,9 @@ typedef struct eg_blocks {
     int64_t block;             // rows per block, a power of two (<= the history capacity)
     int64_t shift;             // log2(block): a row's block is m >> shift (no divisions per event)
     int64_t entries;
-    eg_real* prefix;
-    eg_real* suffix;
-    eg_real* total;
+    eg_lreal* prefix;
+    eg_lreal* suffix;
+    eg_lreal* total;
     eg_block_kernel advance;
 } eg_blocks;
 
@@ -42,9 +49,9 @@ typedef struct eg_history {
     int64_t capacity;          // steps held, a power of two
     int64_t mask;              // capacity - 1: step m is in slot m & mask (m >= 0)
     int64_t n;                 // neurons
-    eg_real* psi;              // pseudo-derivative psi[m]
-    eg_real* learning_signal;  // L[m] (a readout's own error)
-    eg_real* regularisation;   // R[m]
+    eg_lreal* psi;             // pseudo-derivative psi[m]
+    eg_lreal* learning_signal; // L[m] (a readout's own error)
+    eg_lreal* regularisation;  // R[m]
     int64_t n_blocks;          // 0: replays walk; else one eg_blocks per learning port of the model
     eg_blocks* blocks;
 } eg_history;
@@ -52,28 +59,28 @@ typedef struct eg_history {
 static inline int64_t eg_history_row(const eg_history* h, int64_t m, int64_t i) {
     return (m & h->mask) * h->n + i;
 }
-static inline eg_real* eg_prefix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
+static inline eg_lreal* eg_prefix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
     return b->prefix + ((m & (b->block - 1)) * h->n + i) * b->entries;
 }
-static inline eg_real* eg_suffix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
+static inline eg_lreal* eg_suffix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
     return b->suffix + (eg_history_row(h, m, i)) * b->entries;
 }
-static inline eg_real* eg_total_at(const eg_history* h, const eg_blocks* b, int64_t k, int64_t i) {
+static inline eg_lreal* eg_total_at(const eg_history* h, const eg_blocks* b, int64_t k, int64_t i) {
     return b->total + ((k & (h->mask >> b->shift)) * h->n + i) * b->entries;
 }
 
 // The plastic synapses of one projection, structure of arrays (a synapse lives with its target).
 typedef struct eg_plastic {
     int64_t n;                 // synapses
-    eg_real** eps;             // [eligibility size] eligibility vector (derived from the target model)
-    eg_real** traces;          // [per-synapse traces] declared in the target model's learning: section
-    eg_real* zbuf;             // the previous presynaptic spike, entering eps one step later
-    eg_real* grad;             // gradient summed over the current window
+    eg_lreal** eps;             // [eligibility size] eligibility vector (derived from the target model)
+    eg_lreal** traces;          // [per-synapse traces] declared in the target model's learning: section
+    eg_lreal* zbuf;             // the previous presynaptic spike, entering eps one step later
+    eg_lreal* grad;             // gradient summed over the current window
     int64_t* c_rem;            // replay steps left before the cutoff
     int64_t* n_decay;          // skipped steps whose decay is still pending (after a flush)
     int64_t* t_last;           // stamp of the previous event; 0: none yet
     uint8_t* last_was_flush;
-    eg_real* weight;
+    eg_lreal* weight;
     eg_optimizer_state* opt;   // per synapse
     const eg_optimizer* optimizer;   // per projection
     int32_t optimize_each_step;      // 1: one optimizer call per replayed step (index m + 1)

@@ -583,6 +583,8 @@ int32_t eg_engine_abi(void) { return EG_ENGINE_ABI; }
 
 int32_t eg_engine_real_size(void) { return int32_t(sizeof(eg_real)); }
 
+int32_t eg_engine_learning_real_size(void) { return int32_t(sizeof(eg_lreal)); }
+
 int32_t eg_engine_has_openmp(void) {
 #ifdef _OPENMP
     return 1;

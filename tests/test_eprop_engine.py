@@ -19,6 +19,7 @@ import pytest
 
 import eprop_gen as eg
 from eprop_gen.engine import adam, gradient_descent
+from eprop_gen.engine.plasticity import WINDOW_FLUSH
 from eprop_ref import numpy_event as ne
 from eprop_ref.matrices import dense, explicit
 from eprop_ref import sine_task as st
@@ -492,7 +493,7 @@ def test_spikes_contain_no_flush_events():
         net.record(plastic_target, ("V_m",))
         syn = plastic._plastic.synapses
         net.simulate(19.0)            # the flush of step 18 is delivered by the next call
-        t_last_first_call = syn.t_last.copy()
+        t_last_first_call = syn.win_t_last[0].copy()      # per source (delay 1): the window bookkeeping
         net.simulate(14.0)
         return (t_last_first_call, net.spikes(pre), net.recording(static_target)["V_m"],
                 net.recording(plastic_target)["V_m"], syn)
@@ -508,9 +509,10 @@ def test_spikes_contain_no_flush_events():
     # flush events in steps 8, 13, ..., 28 (every 5 steps after the spike of step 3), stamps
     # 9, 14, ..., 29, each replayed at the start of its stamp step; without flushes t_last stays 4
     np.testing.assert_array_equal(t_last_first, 14)
-    np.testing.assert_array_equal(syn.t_last, 29)
-    np.testing.assert_array_equal(syn0.t_last, 4)
-    assert np.all(syn.last_was_flush == 1) and np.all(syn0.last_was_flush == 0)
+    np.testing.assert_array_equal(syn.win_t_last[0], 29)
+    np.testing.assert_array_equal(syn0.win_t_last[0], 4)
+    np.testing.assert_array_equal(syn.win_t_start[0], 4)       # the window of the spike stays open
+    assert np.all(syn.win_flags[0] & WINDOW_FLUSH) and not np.any(syn0.win_flags[0] & WINDOW_FLUSH)
 
 
 # ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import eprop_gen as eg
-from eprop_gen.engine import plasticity
+from eprop_gen.engine import native, plasticity
 from eprop_ref.numpy_event import EtaSchedule, EventConfig, SynapseGroup
 from eprop_ref.numpy_event import History as ReferenceHistory
 
@@ -66,17 +66,27 @@ def run_both(model_name, kind, cfg, seed):
                                      eta=cfg.eta, batch_size=cfg.batch_size,
                                      optimize_each_step=cfg.optimize_each_step, beta_1=cfg.beta_1,
                                      beta_2=cfg.beta_2, epsilon=cfg.epsilon, w_min=cfg.Wmin, w_max=cfg.Wmax)
-    synapses = plasticity.PlasticSynapses(N_TARGETS, eps_size, n_traces, w0, optimizer)
-    replay = plasticity.REPLAY_KERNEL(model.kernel_address("replay_spikes"))
+    synapses = plasticity.PlasticSynapses(N_TARGETS, eps_size, n_traces, w0, optimizer, n_windows=1)
+    replay = plasticity.EVENT_KERNEL(model.kernel_address("replay_event_spikes"))
     view = pop._model_view
+    # one presynaptic neuron, synapse q onto neuron q, delay 1: each stamp is one event
+    target_id, delay, ring = np.arange(N_TARGETS, dtype=np.int64), np.ones(N_TARGETS, np.int32), np.zeros(N_TARGETS)
+    windows = plasticity.EgWindows(*(native.pointer(a, t) for a, t in (
+        (synapses.win_t_start, ctypes.c_int64), (synapses.win_t_last, ctypes.c_int64),
+        (synapses.win_flags, ctypes.c_uint8))))
     # the contract: prepare() (coefficients from the parameters, as the engine runs at every
     # simulate call) before any replay
     prepare = ctypes.CFUNCTYPE(None, ctypes.POINTER(type(view)), ctypes.c_int64, ctypes.c_int64)(
         model.kernel_address("prepare"))
     prepare(view, 0, N_TARGETS)
     for s, flush in stamps:
-        for q in range(N_TARGETS):
-            replay(view, history.view, synapses.view, q, q, s, int(flush))
+        event = plasticity.EgEventBatch(
+            q_begin=0, q_end=N_TARGETS, target_id=native.pointer(target_id, ctypes.c_int64),
+            delay=native.pointer(delay, ctypes.c_int32), event_delay=1, kind=int(flush), stamp=s,
+            settle_steps=0, oldest_held=s - STEPS, multiplicity=1.0, ring=native.pointer(ring, native.c_real),
+            windows=windows, window=0, error_synapse=-1)
+        replay(view, history.view, synapses.view, event)
+        assert event.error_synapse == -1
     return group, synapses, w0
 
 

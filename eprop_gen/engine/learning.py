@@ -242,8 +242,8 @@ class PlasticState:
         eligibility_size, n_traces = model.learning_ports[port]
         self.eligibility_size, self.n_traces = eligibility_size, n_traces
         self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer,
-                                        update_interval, samples)
-        self.replay = model.kernel_address(f"replay_{port}")
+                                        update_interval, samples,
+                                        n_windows=projection.source.n * int(projection._syn.max_delay))
         self.replay_event = model.kernel_address(f"replay_event_{port}")
         self.interval = model.kernel_address(f"interval_{port}")
         self.optimizer = optimizer

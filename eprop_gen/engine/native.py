@@ -87,8 +87,7 @@ class EgProjection(ctypes.Structure):          # eg_projection
         ("weight", c_real_p),
         ("delay", c_int32_p),
         ("plastic", ctypes.c_void_p),     # eg_plastic* (plasticity.EgPlastic), NULL: static
-        ("replay", KERNEL),               # eg_replay_kernel of the target model's port
-        ("replay_event", KERNEL),         # eg_event_kernel of the same
+        ("replay_event", KERNEL),         # eg_event_kernel of the target model's port
         ("interval", KERNEL),             # eg_interval_kernel of the same (time-driven engine)
         ("batch_optimizer", ctypes.c_void_p),   # eg_optimizer* applied per batch of samples
         ("eligibility_size", ctypes.c_int32),

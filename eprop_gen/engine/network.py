@@ -100,7 +100,6 @@ class Projection:
             weight=pointer(s.weights if plastic is None else None, native.c_real),   # plastic: their own
             delay=pointer(s.delays, ctypes.c_int32),
             plastic=ctypes.addressof(plastic.synapses.view) if plastic else None,
-            replay=plastic.replay if plastic else None,
             replay_event=plastic.replay_event if plastic else None,
             interval=plastic.interval if plastic else None,
             batch_optimizer=ctypes.addressof(plastic.synapses.optimizer) if plastic else None,
@@ -420,7 +419,7 @@ class Network:
         holds (the ring grows when too little fits; schedule.ring_plan)."""
         if not self._archives:
             return remaining
-        oldest = schedule.oldest_needed_step(self.projections, self.time_driven)
+        oldest = schedule.oldest_needed_step(self.projections, self.time_driven, self.dt)
         capacity, steps = schedule.ring_plan(self.history_steps, self.step, oldest, remaining)
         if capacity != self.history_steps:
             self._grow_history(capacity)
@@ -443,6 +442,9 @@ class Network:
             if proj.plasticity is not None:
                 flush_reach[proj.source.index] = max(flush_reach.get(proj.source.index, 0),
                                                      int(proj._syn.max_delay))
+        for proj in self.projections:
+            if proj._plastic is not None:
+                proj._plastic.synapses.use_threads(self.threads)
         for pop in models:
             pop._ensure_spike_record_room()
             pop._prepare_flush_record(self.step - flush_reach.get(pop.index, 0))

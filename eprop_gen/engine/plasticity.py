@@ -54,12 +54,13 @@ class EgHistory(ctypes.Structure):             # eg_history (eg_eprop.h)
 
 
 class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
-    _fields_ = [("n", ctypes.c_int64), ("eps", c_lreal_pp), ("traces", c_lreal_pp),
-                ("zbuf", c_lreal_p), ("grad", c_lreal_p),
-                ("c_rem", ctypes.POINTER(ctypes.c_int64)), ("n_decay", ctypes.POINTER(ctypes.c_int64)),
-                ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
+    _fields_ = [("n", ctypes.c_int64), ("eps", c_lreal_pp), ("traces", c_lreal_pp), ("grad", c_lreal_p),
                 ("weight", c_lreal_p), ("opt", ctypes.POINTER(EgOptimizerState)),
                 ("optimizer", ctypes.POINTER(EgOptimizer)), ("optimize_each_step", ctypes.c_int32),
+                ("n_windows", ctypes.c_int64), ("window_threads", ctypes.c_int64),
+                ("win_t_start", ctypes.POINTER(ctypes.c_int64)), ("win_t_last", ctypes.POINTER(ctypes.c_int64)),
+                ("win_flags", ctypes.POINTER(ctypes.c_uint8)),
+                ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
                 ("t_trig", ctypes.POINTER(ctypes.c_int64)), ("t_next_upd", ctypes.POINTER(ctypes.c_int64))]
 
 
@@ -70,9 +71,23 @@ class EgIntervalReplay(ctypes.Structure):      # eg_interval_replay (eg_eprop.h)
                 ("interval_spikes", ctypes.c_double), ("interval_steps", ctypes.c_double)]
 
 
-REPLAY_KERNEL = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.POINTER(native.EgPopulation), ctypes.POINTER(EgHistory),
-                                 ctypes.POINTER(EgPlastic), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                                 ctypes.c_int32)
+class EgWindows(ctypes.Structure):             # eg_windows (eg_eprop.h)
+    _fields_ = [("t_start", ctypes.POINTER(ctypes.c_int64)), ("t_last", ctypes.POINTER(ctypes.c_int64)),
+                ("flags", ctypes.POINTER(ctypes.c_uint8))]
+
+
+class EgEventBatch(ctypes.Structure):          # eg_event_batch (eg_eprop.h)
+    _fields_ = [("q_begin", ctypes.c_int64), ("q_end", ctypes.c_int64),
+                ("target_id", ctypes.POINTER(ctypes.c_int64)), ("delay", ctypes.POINTER(ctypes.c_int32)),
+                ("event_delay", ctypes.c_int32), ("kind", ctypes.c_int32), ("stamp", ctypes.c_int64),
+                ("settle_steps", ctypes.c_int64), ("oldest_held", ctypes.c_int64),
+                ("multiplicity", ctypes.c_double), ("ring", native.c_real_p), ("windows", EgWindows),
+                ("window", ctypes.c_int64), ("error_synapse", ctypes.c_int64), ("error_row", ctypes.c_int64)]
+
+
+EVENT_KERNEL = ctypes.CFUNCTYPE(None, ctypes.POINTER(native.EgPopulation), ctypes.POINTER(EgHistory),
+                                ctypes.POINTER(EgPlastic), ctypes.POINTER(EgEventBatch))
+WINDOW_FLUSH, WINDOW_ADJACENT, WINDOW_EMPTY = 1, 2, 4     # eg_windows flags
 
 
 @dataclass(frozen=True)
@@ -164,22 +179,26 @@ class History:
 
 class PlasticSynapses:
     """The state of n plastic synapses of one projection (eligibility, traces, optimizer, weight).
-    update_interval > 0 (steps): the time-driven engine's per-synapse interval state too."""
+    Event-driven (update_interval 0): the window bookkeeping per (source, delay), n_windows =
+    sources x largest delay entries, one copy per thread (eg_windows). Time-driven (update_interval
+    > 0 steps): the per-synapse event and interval state instead."""
 
     def __init__(self, n: int, eligibility_size: int, n_traces: int, weights, optimizer: Optimizer,
-                 update_interval: int = 0, samples: bool = False):
+                 update_interval: int = 0, samples: bool = False, n_windows: int = 0):
         self.eps = np.zeros((eligibility_size, n), LEARNING_REAL)
         self.traces = np.zeros((max(n_traces, 1), n), LEARNING_REAL)
-        self.zbuf = np.zeros(n, LEARNING_REAL)
         self.grad = np.zeros(n, LEARNING_REAL)
-        self.c_rem = np.zeros(n, np.int64)
-        self.n_decay = np.zeros(n, np.int64)
-        self.t_last = np.zeros(n, np.int64)
-        self.last_was_flush = np.zeros(n, np.uint8)
-        # time-driven: first event of the current interval; end of its interval minus the offset
+        self.weight = np.array(np.broadcast_to(np.asarray(weights, LEARNING_REAL), (n,)))
+        self.n_windows = 0 if update_interval else n_windows
+        self.win_t_start = np.zeros((1, self.n_windows), np.int64)
+        self.win_t_last = np.zeros((1, self.n_windows), np.int64)
+        self.win_flags = np.zeros((1, self.n_windows), np.uint8)
+        # time-driven: the last event, the first event of the current interval, the end of its
+        # interval minus the offset
+        self.t_last = np.zeros(n, np.int64) if update_interval else None
+        self.last_was_flush = np.zeros(n, np.uint8) if update_interval else None
         self.t_trig = np.zeros(n, np.int64) if update_interval else None
         self.t_next_upd = np.full(n, update_interval, np.int64) if update_interval else None
-        self.weight = np.array(np.broadcast_to(np.asarray(weights, LEARNING_REAL), (n,)))
         # one numpy record per synapse laid out as eg_optimizer_state (no Python object per synapse)
         self.opt_records = np.zeros(n, OPTIMIZER_STATE_DTYPE)
         self.opt_records["eta_cur"], self.opt_records["p1"], self.opt_records["p2"] = NEST_INITIAL_ETA, 1.0, 1.0
@@ -197,14 +216,28 @@ class PlasticSynapses:
                         pointer_table(list(self.traces), c_lreal))
         self.view = EgPlastic(
             n=n, eps=ctypes.cast(self._tables[0], c_lreal_pp),
-            traces=ctypes.cast(self._tables[1], c_lreal_pp),
-            zbuf=pointer(self.zbuf, c_lreal), grad=pointer(self.grad, c_lreal),
-            c_rem=pointer(self.c_rem, ctypes.c_int64), n_decay=pointer(self.n_decay, ctypes.c_int64),
-            t_last=pointer(self.t_last, ctypes.c_int64), last_was_flush=pointer(self.last_was_flush, ctypes.c_uint8),
+            traces=ctypes.cast(self._tables[1], c_lreal_pp), grad=pointer(self.grad, c_lreal),
             weight=pointer(self.weight, c_lreal), opt=self.opt,
             optimizer=ctypes.pointer(self.accumulator if samples else self.optimizer),
             optimize_each_step=int(optimizer.optimize_each_step and not samples),
+            n_windows=self.n_windows,
+            t_last=pointer(self.t_last, ctypes.c_int64), last_was_flush=pointer(self.last_was_flush, ctypes.c_uint8),
             t_trig=pointer(self.t_trig, ctypes.c_int64), t_next_upd=pointer(self.t_next_upd, ctypes.c_int64))
+        self.use_threads(1)
+
+    def use_threads(self, threads: int) -> None:
+        """One copy of the window bookkeeping per thread of the next engine call, all equal to
+        thread 0's (every thread follows every event; this also covers a team smaller than asked)."""
+        if self.win_t_last.shape[0] != threads:
+            self.win_t_start, self.win_t_last, self.win_flags = (
+                np.repeat(a[:1], threads, axis=0) for a in (self.win_t_start, self.win_t_last, self.win_flags))
+        for a in (self.win_t_start, self.win_t_last, self.win_flags):
+            a[1:] = a[0]
+        v = self.view
+        v.window_threads = threads
+        v.win_t_start = pointer(self.win_t_start, ctypes.c_int64)
+        v.win_t_last = pointer(self.win_t_last, ctypes.c_int64)
+        v.win_flags = pointer(self.win_flags, ctypes.c_uint8)
 
     def set_optimizer(self, optimizer: Optimizer) -> None:
         """Set (or change) the optimizer's parameters; eta changes are counted as NEST counts them."""

@@ -28,10 +28,11 @@ def ring_plan(capacity: int, step: int, oldest: int | None, remaining: int) -> t
     return capacity, max(1, min(remaining, capacity - span - HISTORY_MARGIN))
 
 
-def oldest_needed_step(projections, time_driven: bool) -> int | None:
+def oldest_needed_step(projections, time_driven: bool, dt: float) -> int | None:
     """The oldest step whose history row (or source spike flag) a replay may still read: an
-    event-driven window starts at t_last - 1, a time-driven interval at t_trig (its arrivals
-    from t_trig - delay). None when no plastic synapse has started."""
+    event-driven window starts at its spike's stamp - 1 and, after flush or settle events, goes
+    on where they stopped (at most the targets' cutoff from its start); a time-driven interval
+    at t_trig (its arrivals from t_trig - delay). None when no plastic synapse has started."""
     oldest = None
     for proj in projections:
         if proj._plastic is None:
@@ -40,9 +41,9 @@ def oldest_needed_step(projections, time_driven: bool) -> int | None:
         if time_driven:
             started = syn.t_trig[syn.t_trig > 0]
             first = int(started.min()) - int(proj._syn.max_delay) if started.size else None
-        else:       # a window whose cutoff rows were all replayed (c_rem 0 after a flush) needs none
-            open_ = (syn.t_last > 0) & ~((syn.last_was_flush == 1) & (syn.c_rem == 0))
-            first = int(syn.t_last[open_].min()) - 1 if np.any(open_) else None
+        else:
+            first = _oldest_window_row(syn.win_t_start[0], syn.win_t_last[0], syn.win_flags[0],
+                                       *cutoff_steps(proj.target, dt))
         if first is not None:
             oldest = first if oldest is None else min(oldest, first)
     return oldest
@@ -94,17 +95,37 @@ def flags_struct_fields(struct, flags: np.ndarray, keep: list) -> None:
     struct.flag_capacity = flags.shape[0]
 
 
-def settle_steps(target, dt: float) -> int:
-    """The cutoff of the target neurons' replays in steps (the largest; 0 if any is infinite):
-    a window that old has replayed all it ever will, and settling it then (a flush-like replay,
-    the same numbers) frees its history rows. Without it, a source that stays silent would keep
-    the ring as long as its silence."""
+def _oldest_window_row(t_start, t_last, flags, shortest: int, longest: int) -> int | None:
+    """The first row the open windows still need: the replayed part of a continued window (all
+    of it once every target's cutoff is reached, then it needs none) is done; an empty one needs none."""
+    from .plasticity import WINDOW_EMPTY, WINDOW_FLUSH
+    elapsed = t_last - t_start
+    continued = (flags & WINDOW_FLUSH) != 0
+    open_ = (t_last > 0) & ((flags & WINDOW_EMPTY) == 0) & ~(continued & (elapsed >= longest))
+    if not np.any(open_):
+        return None
+    done = np.where(continued, np.minimum(elapsed, shortest), 0)
+    return int(np.min((t_start - 1 + done)[open_]))
+
+
+def cutoff_steps(target, dt: float) -> tuple[int, int]:
+    """The shortest and longest cutoff of the target neurons' replays in whole steps (2^62:
+    none), as the replay kernels round them."""
+    never = 2 ** 62
     if target.model.replay_cutoff is None:
-        return 0
+        return never, never
     cutoff = target.model.replay_cutoff({k: target._param[i] for i, k in enumerate(target.model.params)})["cutoff"]
-    if cutoff.size == 0 or not np.all(np.isfinite(cutoff)):
-        return 0
-    return max(1, int(np.max(np.rint(cutoff / dt))))
+    steps = np.where(np.isfinite(cutoff), np.floor(np.minimum(cutoff / dt, never) + 0.5), never).astype(np.int64)
+    return int(steps.min(initial=never)), int(steps.max(initial=0))
+
+
+def settle_steps(target, dt: float) -> int:
+    """The longest cutoff of the target neurons' replays in steps (0 if any is infinite): a window
+    that old has replayed all it ever will, and settling it then (a flush-like replay, the same
+    numbers) frees its history rows. Without it, a source that stays silent would keep the ring
+    as long as its silence."""
+    longest = cutoff_steps(target, dt)[1]
+    return 0 if longest >= 2 ** 62 else max(1, longest)
 
 
 def check_flush_interval(pop, update_interval_ms: float) -> None:

@@ -17,8 +17,8 @@ from . import plasticity
 from .populations import Population, SpikeSource
 
 _POPULATION_ARRAYS = ("_param", "_state", "_refractory", "_spiked", "_ring_slots")
-_SYNAPSE_ARRAYS = ("eps", "traces", "zbuf", "grad", "c_rem", "n_decay", "t_last", "last_was_flush", "weight",
-                   "t_trig", "t_next_upd")
+_SYNAPSE_ARRAYS = ("eps", "traces", "grad", "weight", "t_last", "last_was_flush", "t_trig", "t_next_upd",
+                   "win_t_start", "win_t_last", "win_flags")
 
 
 def network_state(net) -> dict[str, np.ndarray]:
@@ -44,8 +44,8 @@ def network_state(net) -> dict[str, np.ndarray]:
             continue
         syn = proj._plastic.synapses
         for name in _SYNAPSE_ARRAYS:
-            if getattr(syn, name) is not None:
-                out[f"{key}/{name}"] = getattr(syn, name)
+            if getattr(syn, name) is not None:     # the windows: thread 0's copy (all are equal)
+                out[f"{key}/{name}"] = getattr(syn, name)[:1] if name.startswith("win_") else getattr(syn, name)
         out[f"{key}/opt"] = syn.opt_records.view(np.uint8)
         out[f"{key}/eta_bookkeeping"] = np.array([syn._eta, syn._eta_changes, syn._eta_first])
     for index, archive in net._archives.items():

@@ -72,42 +72,61 @@ static inline eg_lreal* eg_total_at(const eg_history* h, const eg_blocks* b, int
 // The plastic synapses of one projection, structure of arrays (a synapse lives with its target).
 typedef struct eg_plastic {
     int64_t n;                 // synapses
-    eg_lreal** eps;             // [eligibility size] eligibility vector (derived from the target model)
-    eg_lreal** traces;          // [per-synapse traces] declared in the target model's learning: section
-    eg_lreal* zbuf;             // the previous presynaptic spike, entering eps one step later
-    eg_lreal* grad;             // gradient summed over the current window
-    int64_t* c_rem;            // replay steps left before the cutoff
-    int64_t* n_decay;          // skipped steps whose decay is still pending (after a flush)
-    int64_t* t_last;           // stamp of the previous event; 0: none yet
-    uint8_t* last_was_flush;
+    eg_lreal** eps;            // [eligibility size] eligibility vector (derived from the target model)
+    eg_lreal** traces;         // [per-synapse traces] declared in the target model's learning: section
+    eg_lreal* grad;            // gradient summed over the current window
     eg_lreal* weight;
     eg_optimizer_state* opt;   // per synapse
     const eg_optimizer* optimizer;   // per projection
     int32_t optimize_each_step;      // 1: one optimizer call per replayed step (index m + 1)
-    // time-driven engine only (NULL otherwise): the synapse's first event of the current interval
-    // (replay start) and the end of the interval it belongs to minus the target's offset
+    // event-driven engine only (NULL otherwise): the window bookkeeping (eg_windows), one copy of
+    // n_windows entries per thread, thread t's at t * n_windows
+    int64_t n_windows;
+    int64_t window_threads;          // copies held (>= the threads of the call)
+    int64_t* win_t_start;
+    int64_t* win_t_last;
+    uint8_t* win_flags;
+    // time-driven engine only (NULL otherwise), per synapse: stamp of the previous event (0: none
+    // yet), whether it was a flush, the first event of the current interval (replay start) and the
+    // end of the interval it belongs to minus the target's offset
+    int64_t* t_last;
+    uint8_t* last_was_flush;
     int64_t* t_trig;
     int64_t* t_next_upd;
 } eg_plastic;
 
-// Replay kernel of a model and port (generated): the event with stamp s of synapse q into neuron j.
-typedef double (*eg_replay_kernel)(const eg_population* pop, const eg_history* hist, eg_plastic* syn,
-                                   int64_t q, int64_t j, int64_t s, int32_t is_flush);
+// Event-driven windows: every synapse of one source with one delay sees the same events, so the
+// window bookkeeping is kept once per (source, delay), entry source * max_delay + delay - 1 (and
+// once per thread: each thread follows every event, whichever targets it owns, so the copies stay
+// equal and no thread waits for another). A window opens with a spike (stamp t_start), may be
+// continued by flush and settle events, and closes with the next spike.
+#define EG_WINDOW_FLUSH 1          // the last event was a flush or settle (the window continues)
+#define EG_WINDOW_ADJACENT 2       // the window's spike came one stamp after the previous spike,
+                                   // which therefore enters at the window's first row
+#define EG_WINDOW_EMPTY 4          // opened by a flush before any spike: nothing to replay
+typedef struct eg_windows {
+    int64_t* t_start;          // stamp of the window's spike
+    int64_t* t_last;           // stamp of the last event; 0: none yet
+    uint8_t* flags;
+} eg_windows;
 
 // One event (a spike, flush or settle of a source, with one delay) through a plastic projection:
 // synapses [q_begin, q_end) of the source onto the caller's targets (those of another delay are
-// skipped). The kernel replays each and adds a spike's weight into ring[target].
+// skipped). The kernel replays each and adds a spike's weight into ring[target]; kind 3 closes
+// the windows at a sample's end (a flush whose gradient joins the batch sum; state reset).
 typedef struct eg_event_batch {
     int64_t q_begin, q_end;
     const int64_t* target_id;
     const int32_t* delay;
     int32_t event_delay;
-    int32_t kind;                  // 0 spike (transmits), 1 flush, 2 settle (replay only)
+    int32_t kind;                  // 0 spike (transmits), 1 flush, 2 settle, 3 sample close
     int64_t stamp;
-    int64_t settle_steps;          // a settle replays synapses whose last event is this old
+    int64_t settle_steps;          // a settle replays windows whose last event is this old
     int64_t oldest_held;           // oldest history row the ring still holds
     double multiplicity;
     eg_real* ring;
+    eg_windows windows;            // this thread's copy
+    int64_t window;                // the event's entry: source * max_delay + delay - 1
     int64_t error_synapse;         // out: the first synapse whose window lost its rows (-1: none)
     int64_t error_row;
 } eg_event_batch;

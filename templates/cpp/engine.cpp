@@ -93,7 +93,6 @@ typedef struct eg_projection {
     // plastic projections only (NULL otherwise): the synapse state, which owns the weights the
     // engine transmits (weight above is ignored), and the replay kernel of the target model's port
     eg_plastic* plastic;
-    eg_replay_kernel replay;       // event-driven engine: one synapse
     eg_event_kernel replay_event;  // event-driven engine: all synapses of one event
     eg_interval_kernel interval;   // time-driven engine
     // event-driven samples (eg_network.sample_steps > 0): the optimizer applied once per batch of
@@ -444,17 +443,20 @@ void deliver_phase(const eg_network* net, int t, int T, int64_t step, int64_t n_
     for (int32_t j = 0; j < n_projections; ++j) {
         const eg_projection& proj = net->projections[j];
         Range r = owned_range(net->pops[proj.target].n, t, T);
-        if (r.empty()) continue;
+        // event-driven plastic projections: every thread follows every event (its copy of the
+        // window bookkeeping), also with no targets of its own
+        const bool follows_events = proj.plastic && net->update_interval == 0;
+        if (r.empty() && !follows_events) continue;
         if (net->sample_steps > 0 && (step + 1) % net->sample_steps == 0) {
             // a new sample starts: the last step's spikes belong to the old one (not delivered);
             // plastic synapses close their windows there and, at a batch end, optimize
-            if (proj.plastic) close_sample(net, shared, j, r, step, scratch.error);
+            if (proj.plastic) close_sample(net, shared, j, t, r, step, scratch.error);
         } else if (proj.plastic) {
             plastic_events(net, proj, step, scratch.events);
             if (net->update_interval > 0)
                 deliver_plastic_interval(net, shared, j, r, step, scratch.events, scratch.error);
             else
-                deliver_plastic(net, shared, j, r, step, scratch.events, scratch.error);
+                deliver_plastic(net, shared, j, t, r, step, scratch.events, scratch.error);
         } else {
             deliver_projection(net, proj, spike_list(net, proj.source, step), r, step);
         }

@@ -234,29 +234,47 @@ void plastic_events(const eg_network* net, const eg_projection& proj, int64_t st
 
 // Phase B of step+1 for one plastic projection and the owned targets: replay every synapse that
 // an event reaches now (stamp step+1, spec §4.2) and transmit the weight it returns (x multiplicity;
-// the trace counts a spike once, the kernel sees only the stamp). A flush event replays with
-// is_flush = 1 and transmits nothing (spec §4.6). A replay whose window would start before the
-// oldest row the history still holds is not run but reported.
-void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index, Range r,
+// the trace counts a spike once, the kernel sees only the stamp). A flush or settle event replays
+// and transmits nothing (spec §4.6). The generated event kernel does the synapses of one event and
+// advances the event's window bookkeeping in this thread's copy (also when the thread owns none of
+// the targets, so that every copy follows every event). A replay whose rows the history no longer
+// holds is not run but reported.
+eg_event_batch event_batch(const eg_projection& proj, const eg_engine_pop& target, const eg_history* hist,
+                           int t, int64_t stamp) {
+    const eg_plastic* syn = proj.plastic;
+    eg_event_batch batch;
+    batch.target_id = proj.target_id;
+    batch.delay = proj.delay;
+    batch.stamp = stamp;
+    batch.settle_steps = proj.settle_steps;
+    batch.oldest_held = stamp - hist->capacity;    // rows (stamp - 1 - capacity, stamp - 1]
+    batch.ring = target.ring[proj.port] + (stamp % target.ring_slots[proj.port]) * target.n;
+    batch.windows.t_start = syn->win_t_start + int64_t(t) * syn->n_windows;
+    batch.windows.t_last = syn->win_t_last + int64_t(t) * syn->n_windows;
+    batch.windows.flags = syn->win_flags + int64_t(t) * syn->n_windows;
+    return batch;
+}
+
+// Synapses [q_begin, q_end) of `source` onto the owned targets.
+inline void owned_synapses(const eg_projection& proj, int64_t n_target, Range r, int64_t source,
+                           eg_event_batch& batch) {
+    const int64_t row_begin = proj.row_ptr[source], row_end = proj.row_ptr[source + 1];
+    batch.q_begin = r.lo == 0 ? row_begin : first_at_least(proj.target_id, row_begin, row_end, r.lo);
+    batch.q_end = r.hi == n_target ? row_end : first_at_least(proj.target_id, batch.q_begin, row_end, r.hi);
+}
+
+void deliver_plastic(const eg_network* net, const Shared& shared, int32_t index, int t, Range r,
                      int64_t step, const std::vector<PlasticEvent>& events, ReplayError& error) {
     const eg_projection& proj = net->projections[index];
     const eg_engine_pop& target = net->pops[proj.target];
     const eg_history* hist = net->archives[shared.archive_of[proj.target]].history;
-    eg_event_batch batch;
-    batch.target_id = proj.target_id;
-    batch.delay = proj.delay;
-    batch.stamp = step + 1;
-    batch.settle_steps = proj.settle_steps;
-    batch.oldest_held = step + 1 - hist->capacity;    // rows (step - capacity, step]
-    batch.ring = target.ring[proj.port] + (batch.stamp % target.ring_slots[proj.port]) * target.n;
+    eg_event_batch batch = event_batch(proj, target, hist, t, step + 1);
     for (const PlasticEvent& ev : events) {
-        const int64_t row_end = proj.row_ptr[ev.source + 1];
-        const int64_t row_begin = proj.row_ptr[ev.source];
-        batch.q_begin = r.lo == 0 ? row_begin : first_at_least(proj.target_id, row_begin, row_end, r.lo);
-        batch.q_end = r.hi == target.n ? row_end : first_at_least(proj.target_id, batch.q_begin, row_end, r.hi);
+        owned_synapses(proj, target.n, r, ev.source, batch);
         batch.event_delay = ev.delay;
         batch.kind = ev.is_flush;
         batch.multiplicity = ev.multiplicity;
+        batch.window = ev.source * proj.max_delay + (ev.delay - 1);
         batch.error_synapse = -1;
         proj.replay_event(target.model, hist, proj.plastic, &batch);
         if (batch.error_synapse >= 0 && error.before(index, batch.error_synapse))
@@ -367,11 +385,11 @@ void deliver_plastic_interval(const eg_network* net, const Shared& shared, int32
 }
 
 // Phase B of the first step of a sample (stamp step+1) for one plastic projection, event-driven
-// samples: every synapse onto the owned targets closes its window like a flush event (history up
-// to stamp - 2, the old sample's last entry with a complete learning signal), adds it to the
-// batch's gradient sum, and starts the new sample without history. After the batch's last sample
-// the batch optimizer takes its one step (index = samples so far; the mean over the batch).
-void close_sample(const eg_network* net, const Shared& shared, int32_t index, Range r, int64_t step,
+// samples: every window onto the owned targets is closed like a flush event (history up to
+// stamp - 2, the old sample's last entry with a complete learning signal), its gradient added to
+// the batch's sum, and the new sample starts without history. After the batch's last sample the
+// batch optimizer takes its one step (index = samples so far; the mean over the batch).
+void close_sample(const eg_network* net, const Shared& shared, int32_t index, int t, Range r, int64_t step,
                   ReplayError& error) {
     const eg_projection& proj = net->projections[index];
     const eg_engine_pop& target = net->pops[proj.target];
@@ -381,30 +399,21 @@ void close_sample(const eg_network* net, const Shared& shared, int32_t index, Ra
     const int64_t samples = stamp / net->sample_steps;
     const bool batch_end = samples % proj.batch_optimizer->batch_size == 0;
     const int64_t n_source = net->pops[proj.source].n;
+    eg_event_batch batch = event_batch(proj, target, hist, t, stamp);
+    batch.kind = 3;
+    batch.multiplicity = 0.0;
     for (int64_t source = 0; source < n_source; ++source) {
-        const int64_t row_end = proj.row_ptr[source + 1];
-        int64_t q = first_at_least(proj.target_id, proj.row_ptr[source], row_end, r.lo);
-        for (; q < row_end && proj.target_id[q] < r.hi; ++q) {
-            const int64_t j = proj.target_id[q];
-            const int64_t t_last = syn->t_last[q];
-            if (t_last != 0) {
-                if (t_last - 1 < stamp - hist->capacity) {
-                    if (error.before(index, q)) error = {index, q, t_last - 1, step};
-                    continue;
-                }
-                proj.replay(target.model, hist, syn, q, j, stamp, 1);
-                syn->opt[q].grad_sum += syn->grad[q];        // the window the flush left open
-            }
-            for (int64_t k = 0; k < proj.eligibility_size; ++k) syn->eps[k][q] = 0;
-            for (int64_t k = 0; k < proj.n_traces; ++k) syn->traces[k][q] = 0;
-            syn->zbuf[q] = 0;
-            syn->grad[q] = 0;
-            syn->c_rem[q] = 0;
-            syn->n_decay[q] = 0;
-            syn->t_last[q] = 0;
-            syn->last_was_flush[q] = 0;
-            if (batch_end)
-                syn->weight[q] = eg_optimize(proj.batch_optimizer, &syn->opt[q], samples, 0.0, syn->weight[q]);
+        owned_synapses(proj, target.n, r, source, batch);
+        for (int32_t d = 1; d <= proj.max_delay; ++d) {
+            batch.event_delay = d;
+            batch.window = source * proj.max_delay + (d - 1);
+            batch.error_synapse = -1;
+            proj.replay_event(target.model, hist, syn, &batch);
+            if (batch.error_synapse >= 0 && error.before(index, batch.error_synapse))
+                error = {index, batch.error_synapse, batch.error_row, step};
         }
+        if (batch_end)
+            for (int64_t q = batch.q_begin; q < batch.q_end; ++q)
+                syn->weight[q] = eg_optimize(proj.batch_optimizer, &syn->opt[q], samples, 0.0, syn->weight[q]);
     }
 }

@@ -132,8 +132,10 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     blocks = plan_blocks(*_symbolic_step(learning, synaptic, rule, eps, P, pc, gradient_row, early,
                                          coef_symbol), pr)
 
-    decay = [f"eps[{r}] *= pow({coef(P[r, r])}, (double)n_decay);" for r in range(k)]
-    decay += [f"tr[{n}] *= pow({coef(_own_factor(t))}, (double)n_decay);" for n, t in enumerate(synaptic)]
+    # pow() as NEST calls it, remembered per event (the synapses of an event usually share base and n)
+    factors = [(f"eps[{r}]", coef(P[r, r])) for r in range(k)]
+    factors += [(f"tr[{n}]", coef(_own_factor(t))) for n, t in enumerate(synaptic)]
+    decay = [f"{name} *= eg_pow_cached(&pow_cache[{m}], {base}, n_decay);" for m, (name, base) in enumerate(factors)]
 
     # whole steps, prepared once per simulate call (no division or rounding per replayed event);
     # an infinite cutoff becomes 2^62 steps, longer than any run

@@ -473,6 +473,12 @@ def test_settled_windows_shorten_the_history_needed():
     assert settled.net.history_steps <= 64 < uncut.net.history_steps
 
 
+def test_settled_windows_with_flush_events():
+    """Settle events (cutoff 20 ms) and the model's flush events (every 7 ms of silence) on the same
+    windows, per-spike updates: still NEST's numbers to the last bit on the walk path."""
+    compare(small_task(), config(cutoff=20.0, cutoff_out=20.0, flush_interval=7.0, **GD_STRONG))
+
+
 def test_spikes_contain_no_flush_events():
     """A neuron that spikes once, then flushes every 5 ms: net.spikes lists the spike only; static
     and plastic targets receive one PSP (as without flush events); plastic synapses replay."""

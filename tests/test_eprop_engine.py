@@ -609,3 +609,54 @@ def test_engine_equals_nest(model, overrides):
     assert all(v <= RTOL for v in dev.values()), dev
     assert spikes_equal(ours, nest_result)
     assert np.any(nest_result.W_rec != task.W_rec)
+
+
+def test_targets_with_different_cutoffs():
+    """The window bookkeeping is kept per source; how far each synapse has replayed follows from
+    its target's own cutoff. One population whose neurons have cutoffs 3, 8 and 40 ms must learn
+    as three single-neuron populations with those cutoffs (each uniform, the case the NEST
+    comparisons cover), with flush and settle events, on both replay paths. (Not bitwise: the
+    readout sums its three input projections in another order, ~1e-16.)"""
+    model = eg.compile_model(eg.models.path("eprop_iaf"))
+    readout = eg.compile_model(eg.models.path("eprop_readout"))
+    cutoffs = [3.0, 8.0, 40.0]
+    rng = np.random.default_rng(5)
+    steps = 300
+    spikes = np.nonzero(rng.random((steps, 6)) < 0.04)
+    w_in = rng.normal(0.01, 0.02, (6, 3))
+    w_out = rng.normal(0, 0.3, 3)
+    B = rng.normal(0, 1, (3, 1))
+
+    def run(split: bool, replay: str, cutoffs=cutoffs):
+        net = eg.Network(dt=1.0, learning=eg.event_driven(replay=replay, block_steps=4))
+        inputs = net.add_spike_source(6, times=spikes[0] + 1.0, senders=spikes[1])
+        params = dict(C_m=1.0, E_L=0.0, V_th=0.03, tau_m=20.0, t_ref=0.0, surrogate_gradient_height=10.0,
+                      surrogate_gradient_width=0.03, flush_event_send_interval=11.0)
+        groups = ([net.add_population(model, 1, params={**params, "eprop_isi_trace_cutoff": c}) for c in cutoffs]
+                  if split else [net.add_population(model, 3, params={**params, "eprop_isi_trace_cutoff": np.array(cutoffs)})])
+        out = net.add_population(readout, 1, params=dict(C_m=1.0, tau_m=20.0, eprop_isi_trace_cutoff=15.0))
+        opt = gradient_descent(eta=1e-2, optimize_each_step=False)
+        projections = []
+        for g, pop in enumerate(groups):
+            cols = [g] if split else [0, 1, 2]
+            src, tgt = np.nonzero(np.ones((6, len(cols))))
+            projections.append(net.connect(inputs, pop, "spikes", eg.Explicit(src, tgt, weights=w_in[src, np.array(cols)[tgt]]),
+                                           plasticity=opt))
+            projections.append(net.connect(pop, out, "spikes", eg.Explicit(np.arange(len(cols)), np.zeros(len(cols), int),
+                                                                           weights=w_out[cols]), plasticity=opt))
+            net.connect_feedback(out, pop, B[cols])
+        net.add_target(out, np.sin(np.arange(steps) / 15.0))
+        net.simulate(float(steps))
+        w_in_learned = np.concatenate([p.weights for p in projections[0::2]]) if split else projections[0].weights
+        w_out_learned = np.concatenate([p.weights for p in projections[1::2]])
+        if split:     # (source, target) order of the single population: source-major
+            w_in_learned = w_in_learned.reshape(3, 6).T.ravel()
+        return w_in_learned, w_out_learned
+
+    for replay in ("walk", "blocks"):
+        one_in, one_out = run(False, replay)
+        split_in, split_out = run(True, replay)
+        uniform_in, _ = run(False, replay, cutoffs=[40.0] * 3)
+        assert np.max(np.abs(one_in - uniform_in)) > 1e-3, "the cutoffs should matter"
+        np.testing.assert_allclose(one_in, split_in, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(one_out, split_out, rtol=1e-12, atol=1e-12)

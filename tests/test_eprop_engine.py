@@ -660,3 +660,51 @@ def test_targets_with_different_cutoffs():
         assert np.max(np.abs(one_in - uniform_in)) > 1e-3, "the cutoffs should matter"
         np.testing.assert_allclose(one_in, split_in, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(one_out, split_out, rtol=1e-12, atol=1e-12)
+
+
+def test_shared_optimizer_bookkeeping():
+    """Gradient descent, batch 1, per spike: the optimizer's bookkeeping is kept per window
+    (source, delay) instead of per synapse. A network whose synapses keep it per synapse (made
+    with a per-step optimizer, switched to per-spike before the first step) learns bitwise the
+    same, also after both switch to per-step updates mid-run (the shared records are then spread
+    to the synapses) and after an eta change."""
+    model = eg.compile_model(eg.models.path("eprop_iaf"))
+    readout = eg.compile_model(eg.models.path("eprop_readout"))
+    rng = np.random.default_rng(8)
+    steps = 400
+    spikes = np.nonzero(rng.random((steps, 8)) < 0.05)
+    w_in, w_out, B = rng.normal(0.01, 0.02, (8, 5)), rng.normal(0, 0.3, 5), rng.normal(0, 1, (5, 1))
+    per_spike = gradient_descent(eta=1e-2, optimize_each_step=False)
+
+    def run(first):
+        net = eg.Network(dt=1.0)
+        inputs = net.add_spike_source(8, times=spikes[0] + 1.0, senders=spikes[1])
+        rec = net.add_population(model, 5, params=dict(C_m=1.0, E_L=0.0, V_th=0.03, tau_m=20.0, t_ref=0.0,
+                                                       surrogate_gradient_height=10.0, surrogate_gradient_width=0.03,
+                                                       eprop_isi_trace_cutoff=30.0))
+        out = net.add_population(readout, 1, params=dict(C_m=1.0, tau_m=20.0))
+        src, tgt = np.nonzero(np.ones((8, 5)))
+        projections = [net.connect(inputs, rec, "spikes", eg.Explicit(src, tgt, weights=w_in[src, tgt]), plasticity=first),
+                       net.connect(rec, out, "spikes", eg.Explicit(np.arange(5), np.zeros(5, int), weights=w_out),
+                                   plasticity=first)]
+        net.connect_feedback(out, rec, B)
+        net.add_target(out, np.sin(np.arange(steps) / 15.0))
+        for p in projections:
+            p.set_optimizer(per_spike)
+        kept_per_window = [p._plastic.synapses.shared for p in projections]
+        net.simulate(150.0)
+        for p in projections:
+            p.set_optimizer(gradient_descent(eta=2e-2, optimize_each_step=False))
+        net.simulate(100.0)
+        middle = [p.weights for p in projections]
+        for p in projections:
+            p.set_optimizer(gradient_descent(eta=2e-2, optimize_each_step=True))
+        net.simulate(150.0)
+        return kept_per_window, middle, [p.weights for p in projections]
+
+    shared, shared_middle, shared_end = run(per_spike)
+    single, single_middle, single_end = run(gradient_descent(eta=1e-2, optimize_each_step=True))
+    assert shared == [True, True] and single == [False, False]
+    assert np.any(shared_middle[0] != w_in.ravel())
+    for a, b in zip(shared_middle + shared_end, single_middle + single_end):
+        np.testing.assert_array_equal(a, b)

@@ -73,7 +73,7 @@ def run_both(model_name, kind, cfg, seed):
     target_id, delay, ring = np.arange(N_TARGETS, dtype=np.int64), np.ones(N_TARGETS, np.int32), np.zeros(N_TARGETS)
     windows = plasticity.EgWindows(*(native.pointer(a, t) for a, t in (
         (synapses.win_t_start, ctypes.c_int64), (synapses.win_t_last, ctypes.c_int64),
-        (synapses.win_flags, ctypes.c_uint8))))
+        (synapses.win_flags, ctypes.c_uint8))), synapses.view.win_opt)
     # the contract: prepare() (coefficients from the parameters, as the engine runs at every
     # simulate call) before any replay
     prepare = ctypes.CFUNCTYPE(None, ctypes.POINTER(type(view)), ctypes.c_int64, ctypes.c_int64)(

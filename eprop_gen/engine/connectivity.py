@@ -102,7 +102,6 @@ Rule = Union[FixedIndegree, PairwiseBernoulli, Explicit]
 class Synapses:
     """One projection's synapses, CSR by source (sources ascending, then targets, then draws)."""
     row_ptr: np.ndarray          # int64 [n_source + 1]
-    sources: np.ndarray          # int64 [n_synapses] (row index of each synapse, for users)
     targets: np.ndarray          # int64 [n_synapses]
     weights: np.ndarray          # eg_real [n_synapses]
     delays: np.ndarray           # int32 [n_synapses], steps >= 1
@@ -110,6 +109,11 @@ class Synapses:
 
     def __post_init__(self):
         self.max_delay = int(self.delays.max()) if self.delays.size else 1
+
+    @property
+    def sources(self) -> np.ndarray:
+        """The source (CSR row) of each synapse, made when asked: not kept per synapse."""
+        return np.repeat(np.arange(self.row_ptr.size - 1, dtype=INDEX_DTYPE), np.diff(self.row_ptr))
 
 
 def draw_synapses(rule: Rule, *, n_source: int, n_target: int, same_population: bool,
@@ -136,7 +140,6 @@ def to_csr_by_source(n_source: int, targets: np.ndarray, sources: np.ndarray, we
     row_ptr = np.zeros(n_source + 1, dtype=INDEX_DTYPE)
     np.cumsum(counts, out=row_ptr[1:])
     return Synapses(row_ptr=row_ptr,
-                    sources=np.ascontiguousarray(sources[order], dtype=INDEX_DTYPE),
                     targets=np.ascontiguousarray(targets[order], dtype=INDEX_DTYPE),
                     weights=np.ascontiguousarray(weights[order], dtype=REAL),
                     delays=np.ascontiguousarray(delays[order], dtype=DELAY_DTYPE))

@@ -241,6 +241,7 @@ class PlasticState:
         model, port = projection.target.model, projection.port
         eligibility_size, n_traces = model.learning_ports[port]
         self.eligibility_size, self.n_traces = eligibility_size, n_traces
+        self._syn = projection._syn
         self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer,
                                         update_interval, samples,
                                         n_windows=projection.source.n * int(projection._syn.max_delay))
@@ -254,6 +255,9 @@ class PlasticState:
             raise ValueError("set_optimizer: the optimizer type of a projection cannot change "
                              "(its per-synapse state would be meaningless); change eta, "
                              "batch_size, bounds or optimize_each_step only")
+        if self.synapses.shared and not plasticity.shares_optimizer(optimizer):
+            syn = self._syn          # each synapse's window entry: source * max_delay + delay - 1
+            self.synapses.unshare(syn.sources * syn.max_delay + syn.delays.astype(np.int64) - 1)
         self.synapses.set_optimizer(optimizer)
         self.optimizer = optimizer
 

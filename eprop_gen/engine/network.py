@@ -67,7 +67,7 @@ class Projection:
     # CSR order: sources ascending, then targets ascending, then draw order. Copies.
     @property
     def sources(self) -> np.ndarray:
-        return self._syn.sources.copy()
+        return self._syn.sources
 
     @property
     def targets(self) -> np.ndarray:

@@ -60,6 +60,7 @@ class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
                 ("n_windows", ctypes.c_int64), ("window_threads", ctypes.c_int64),
                 ("win_t_start", ctypes.POINTER(ctypes.c_int64)), ("win_t_last", ctypes.POINTER(ctypes.c_int64)),
                 ("win_flags", ctypes.POINTER(ctypes.c_uint8)),
+                ("shared_optimizer", ctypes.c_int32), ("win_opt", ctypes.POINTER(EgOptimizerState)),
                 ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
                 ("t_trig", ctypes.POINTER(ctypes.c_int64)), ("t_next_upd", ctypes.POINTER(ctypes.c_int64))]
 
@@ -73,7 +74,7 @@ class EgIntervalReplay(ctypes.Structure):      # eg_interval_replay (eg_eprop.h)
 
 class EgWindows(ctypes.Structure):             # eg_windows (eg_eprop.h)
     _fields_ = [("t_start", ctypes.POINTER(ctypes.c_int64)), ("t_last", ctypes.POINTER(ctypes.c_int64)),
-                ("flags", ctypes.POINTER(ctypes.c_uint8))]
+                ("flags", ctypes.POINTER(ctypes.c_uint8)), ("opt", ctypes.POINTER(EgOptimizerState))]
 
 
 class EgEventBatch(ctypes.Structure):          # eg_event_batch (eg_eprop.h)
@@ -177,6 +178,19 @@ class History:
         return new
 
 
+def shares_optimizer(optimizer: Optimizer) -> bool:
+    """Gradient descent with batch 1, once per spike: every call optimises, grad_sum is 0 between
+    calls, and the synapses of a window see the same calls (eg_plastic.shared_optimizer)."""
+    return optimizer.kind == GRADIENT_DESCENT and optimizer.batch_size == 1 and not optimizer.optimize_each_step
+
+
+def fresh_optimizer_records(n: int) -> np.ndarray:
+    """n eg_optimizer_state records of fresh synapses (NEST: eta_cur 1e-4, p1 = p2 = 1, k = 1)."""
+    records = np.zeros(n, OPTIMIZER_STATE_DTYPE)
+    records["eta_cur"], records["p1"], records["p2"], records["k"] = NEST_INITIAL_ETA, 1.0, 1.0, 1
+    return records
+
+
 class PlasticSynapses:
     """The state of n plastic synapses of one projection (eligibility, traces, optimizer, weight).
     Event-driven (update_interval 0): the window bookkeeping per (source, delay), n_windows =
@@ -199,11 +213,11 @@ class PlasticSynapses:
         self.last_was_flush = np.zeros(n, np.uint8) if update_interval else None
         self.t_trig = np.zeros(n, np.int64) if update_interval else None
         self.t_next_upd = np.full(n, update_interval, np.int64) if update_interval else None
-        # one numpy record per synapse laid out as eg_optimizer_state (no Python object per synapse)
-        self.opt_records = np.zeros(n, OPTIMIZER_STATE_DTYPE)
-        self.opt_records["eta_cur"], self.opt_records["p1"], self.opt_records["p2"] = NEST_INITIAL_ETA, 1.0, 1.0
-        self.opt_records["k"] = 1
-        self.opt = self.opt_records.ctypes.data_as(ctypes.POINTER(EgOptimizerState))
+        # the optimizer's bookkeeping: one record per window entry when the synapses of a window are
+        # optimised in lockstep (eg_plastic.shared_optimizer), else one per synapse
+        self.shared = not update_interval and not samples and shares_optimizer(optimizer)
+        self.opt_records = fresh_optimizer_records(0 if self.shared else n)
+        self.win_opt = fresh_optimizer_records(self.n_windows if self.shared else 0)[None, :]
         self.optimizer = EgOptimizer()
         # event-driven samples: the replays only accumulate (a batch that never completes); the
         # engine applies `optimizer` once per batch of samples
@@ -217,7 +231,7 @@ class PlasticSynapses:
         self.view = EgPlastic(
             n=n, eps=ctypes.cast(self._tables[0], c_lreal_pp),
             traces=ctypes.cast(self._tables[1], c_lreal_pp), grad=pointer(self.grad, c_lreal),
-            weight=pointer(self.weight, c_lreal), opt=self.opt,
+            weight=pointer(self.weight, c_lreal), shared_optimizer=int(self.shared),
             optimizer=ctypes.pointer(self.accumulator if samples else self.optimizer),
             optimize_each_step=int(optimizer.optimize_each_step and not samples),
             n_windows=self.n_windows,
@@ -229,15 +243,27 @@ class PlasticSynapses:
         """One copy of the window bookkeeping per thread of the next engine call, all equal to
         thread 0's (every thread follows every event; this also covers a team smaller than asked)."""
         if self.win_t_last.shape[0] != threads:
-            self.win_t_start, self.win_t_last, self.win_flags = (
-                np.repeat(a[:1], threads, axis=0) for a in (self.win_t_start, self.win_t_last, self.win_flags))
-        for a in (self.win_t_start, self.win_t_last, self.win_flags):
+            self.win_t_start, self.win_t_last, self.win_flags, self.win_opt = (
+                np.repeat(a[:1], threads, axis=0)
+                for a in (self.win_t_start, self.win_t_last, self.win_flags, self.win_opt))
+        for a in (self.win_t_start, self.win_t_last, self.win_flags, self.win_opt):
             a[1:] = a[0]
         v = self.view
         v.window_threads = threads
         v.win_t_start = pointer(self.win_t_start, ctypes.c_int64)
         v.win_t_last = pointer(self.win_t_last, ctypes.c_int64)
         v.win_flags = pointer(self.win_flags, ctypes.c_uint8)
+        v.win_opt = self.win_opt.ctypes.data_as(ctypes.POINTER(EgOptimizerState))
+        v.opt = self.opt_records.ctypes.data_as(ctypes.POINTER(EgOptimizerState))
+
+    def unshare(self, entry_of_synapse: np.ndarray) -> None:
+        """From one optimizer record per window entry to one per synapse (its entry's), e.g. when
+        the optimizer changes to one whose synapses are no longer optimised in lockstep."""
+        self.opt_records = self.win_opt[0][entry_of_synapse].copy()
+        self.win_opt = fresh_optimizer_records(0)[None, :]
+        self.shared = False
+        self.view.shared_optimizer = 0
+        self.use_threads(self.win_t_last.shape[0])
 
     def set_optimizer(self, optimizer: Optimizer) -> None:
         """Set (or change) the optimizer's parameters; eta changes are counted as NEST counts them."""

@@ -47,6 +47,7 @@ def network_state(net) -> dict[str, np.ndarray]:
             if getattr(syn, name) is not None:     # the windows: thread 0's copy (all are equal)
                 out[f"{key}/{name}"] = getattr(syn, name)[:1] if name.startswith("win_") else getattr(syn, name)
         out[f"{key}/opt"] = syn.opt_records.view(np.uint8)
+        out[f"{key}/win_opt"] = syn.win_opt[:1].view(np.uint8)
         out[f"{key}/eta_bookkeeping"] = np.array([syn._eta, syn._eta_changes, syn._eta_first])
     for index, archive in net._archives.items():
         key = f"archive{index}"
@@ -91,7 +92,11 @@ def load_network_state(net, state) -> None:
         for name in _SYNAPSE_ARRAYS:
             if getattr(syn, name) is not None:
                 np.copyto(getattr(syn, name), state[f"{key}/{name}"])
+        if (state[f"{key}/opt"].size, state[f"{key}/win_opt"].size) != (syn.opt_records.nbytes, syn.win_opt[:1].nbytes):
+            raise ValueError(f"checkpoint does not fit this network: the optimizer state of {proj!r} differs "
+                             f"(per synapse / per window)")
         np.copyto(syn.opt_records.view(np.uint8), state[f"{key}/opt"])
+        np.copyto(syn.win_opt.view(np.uint8), state[f"{key}/win_opt"])
         eta, changes, first = state[f"{key}/eta_bookkeeping"]
         syn._eta, syn._eta_changes, syn._eta_first = float(eta), int(changes), float(first)
         syn.optimizer.eta_first, syn.optimizer.n_eta_changes = syn._eta_first, syn._eta_changes

@@ -76,7 +76,7 @@ typedef struct eg_plastic {
     eg_lreal** traces;         // [per-synapse traces] declared in the target model's learning: section
     eg_lreal* grad;            // gradient summed over the current window
     eg_lreal* weight;
-    eg_optimizer_state* opt;   // per synapse
+    eg_optimizer_state* opt;   // per synapse (unless shared_optimizer)
     const eg_optimizer* optimizer;   // per projection
     int32_t optimize_each_step;      // 1: one optimizer call per replayed step (index m + 1)
     // event-driven engine only (NULL otherwise): the window bookkeeping (eg_windows), one copy of
@@ -86,6 +86,12 @@ typedef struct eg_plastic {
     int64_t* win_t_start;
     int64_t* win_t_last;
     uint8_t* win_flags;
+    // gradient descent, batch 1, one optimisation per spike: the synapses of a window are optimised
+    // by the same calls (index = stamp - 1), so the optimizer's bookkeeping (k, n_opt, eta_cur;
+    // grad_sum is 0 between calls) is the same for all of them and kept per window entry instead
+    // of per synapse (opt is then unused)
+    int32_t shared_optimizer;
+    eg_optimizer_state* win_opt;
     // time-driven engine only (NULL otherwise), per synapse: stamp of the previous event (0: none
     // yet), whether it was a flush, the first event of the current interval (replay start) and the
     // end of the interval it belongs to minus the target's offset
@@ -108,6 +114,7 @@ typedef struct eg_windows {
     int64_t* t_start;          // stamp of the window's spike
     int64_t* t_last;           // stamp of the last event; 0: none yet
     uint8_t* flags;
+    eg_optimizer_state* opt;   // shared optimizer bookkeeping (eg_plastic.shared_optimizer), else NULL
 } eg_windows;
 
 // One event (a spike, flush or settle of a source, with one delay) through a plastic projection:

@@ -252,6 +252,7 @@ eg_event_batch event_batch(const eg_projection& proj, const eg_engine_pop& targe
     batch.windows.t_start = syn->win_t_start + int64_t(t) * syn->n_windows;
     batch.windows.t_last = syn->win_t_last + int64_t(t) * syn->n_windows;
     batch.windows.flags = syn->win_flags + int64_t(t) * syn->n_windows;
+    batch.windows.opt = syn->shared_optimizer ? syn->win_opt + int64_t(t) * syn->n_windows : nullptr;
     return batch;
 }
 

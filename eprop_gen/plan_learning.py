@@ -1,11 +1,11 @@
 """plan (learning part): derived eligibility + the model's `learning:` section -> replay kernel lines.
 
-Two kernels per (model, spike port), sharing the per-step lines below: the event-driven replay and
-the time-driven interval replay (Bellec et al. 2020 / NEST's bsshslm: history entries [t_trig, b) of
+Two kernels per (model, spike port), sharing the per-step lines below: the event-driven replay (one
+event's synapses per call; its O(1) block path from plan_blocks) and the time-driven interval replay (Bellec et al. 2020 / NEST's bsshslm: history entries [t_trig, b) of
 one update interval, traces from 0, each arrival entering at its stamp; returns the interval's
 gradient, the engine runs the schedule and the optimizer).
 
-The event-driven replay It runs NEST 3.10's event-driven schedule (spec 4.2-4.3):
+The event-driven replay runs NEST 3.10's event-driven schedule (spec 4.2-4.3):
 the event with stamp s of a synapse replays its target's history over [t_last - 1, s - 2], at most the
 cutoff's number of steps, decays the rest, and calls the optimizer. Per replayed step m:
 

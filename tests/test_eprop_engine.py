@@ -662,19 +662,20 @@ def test_targets_with_different_cutoffs():
         np.testing.assert_allclose(one_out, split_out, rtol=1e-12, atol=1e-12)
 
 
-def test_shared_optimizer_bookkeeping():
-    """Gradient descent, batch 1, per spike: the optimizer's bookkeeping is kept per window
-    (source, delay) instead of per synapse. A network whose synapses keep it per synapse (made
-    with a per-step optimizer, switched to per-spike before the first step) learns bitwise the
-    same, also after both switch to per-step updates mid-run (the shared records are then spread
-    to the synapses) and after an eta change."""
+@pytest.mark.parametrize("kind", [gradient_descent, adam])
+def test_shared_optimizer_bookkeeping(kind):
+    """Batch 1, per spike: the optimizer's bookkeeping is kept per window (source, delay) instead of
+    per synapse (Adam's moments stay per synapse). A network whose synapses keep it per synapse
+    (made with a per-step optimizer, switched to per-spike before the first step) learns bitwise
+    the same, also after an eta change and after both switch to per-step updates mid-run (the
+    shared records are then spread to the synapses)."""
     model = eg.compile_model(eg.models.path("eprop_iaf"))
     readout = eg.compile_model(eg.models.path("eprop_readout"))
     rng = np.random.default_rng(8)
     steps = 400
     spikes = np.nonzero(rng.random((steps, 8)) < 0.05)
     w_in, w_out, B = rng.normal(0.01, 0.02, (8, 5)), rng.normal(0, 0.3, 5), rng.normal(0, 1, (5, 1))
-    per_spike = gradient_descent(eta=1e-2, optimize_each_step=False)
+    per_spike = kind(eta=1e-2, optimize_each_step=False)
 
     def run(first):
         net = eg.Network(dt=1.0)
@@ -694,16 +695,16 @@ def test_shared_optimizer_bookkeeping():
         kept_per_window = [p._plastic.synapses.shared for p in projections]
         net.simulate(150.0)
         for p in projections:
-            p.set_optimizer(gradient_descent(eta=2e-2, optimize_each_step=False))
+            p.set_optimizer(kind(eta=2e-2, optimize_each_step=False))
         net.simulate(100.0)
         middle = [p.weights for p in projections]
         for p in projections:
-            p.set_optimizer(gradient_descent(eta=2e-2, optimize_each_step=True))
+            p.set_optimizer(kind(eta=2e-2, optimize_each_step=True))
         net.simulate(150.0)
         return kept_per_window, middle, [p.weights for p in projections]
 
     shared, shared_middle, shared_end = run(per_spike)
-    single, single_middle, single_end = run(gradient_descent(eta=1e-2, optimize_each_step=True))
+    single, single_middle, single_end = run(kind(eta=1e-2, optimize_each_step=True))
     assert shared == [True, True] and single == [False, False]
     assert np.any(shared_middle[0] != w_in.ravel())
     for a, b in zip(shared_middle + shared_end, single_middle + single_end):

@@ -61,6 +61,7 @@ class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
                 ("win_t_start", ctypes.POINTER(ctypes.c_int64)), ("win_t_last", ctypes.POINTER(ctypes.c_int64)),
                 ("win_flags", ctypes.POINTER(ctypes.c_uint8)),
                 ("shared_optimizer", ctypes.c_int32), ("win_opt", ctypes.POINTER(EgOptimizerState)),
+                ("adam_m", ctypes.POINTER(ctypes.c_double)), ("adam_v", ctypes.POINTER(ctypes.c_double)),
                 ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
                 ("t_trig", ctypes.POINTER(ctypes.c_int64)), ("t_next_upd", ctypes.POINTER(ctypes.c_int64))]
 
@@ -179,9 +180,9 @@ class History:
 
 
 def shares_optimizer(optimizer: Optimizer) -> bool:
-    """Gradient descent with batch 1, once per spike: every call optimises, grad_sum is 0 between
-    calls, and the synapses of a window see the same calls (eg_plastic.shared_optimizer)."""
-    return optimizer.kind == GRADIENT_DESCENT and optimizer.batch_size == 1 and not optimizer.optimize_each_step
+    """Batch 1, once per spike: every call optimises, grad_sum is 0 between calls, and the synapses
+    of a window see the same calls (eg_plastic.shared_optimizer; Adam's moments stay per synapse)."""
+    return optimizer.batch_size == 1 and not optimizer.optimize_each_step
 
 
 def fresh_optimizer_records(n: int) -> np.ndarray:
@@ -218,6 +219,9 @@ class PlasticSynapses:
         self.shared = not update_interval and not samples and shares_optimizer(optimizer)
         self.opt_records = fresh_optimizer_records(0 if self.shared else n)
         self.win_opt = fresh_optimizer_records(self.n_windows if self.shared else 0)[None, :]
+        adam_moments = self.shared and optimizer.kind == ADAM
+        self.adam_m = np.zeros(n) if adam_moments else None
+        self.adam_v = np.zeros(n) if adam_moments else None
         self.optimizer = EgOptimizer()
         # event-driven samples: the replays only accumulate (a batch that never completes); the
         # engine applies `optimizer` once per batch of samples
@@ -232,6 +236,7 @@ class PlasticSynapses:
             n=n, eps=ctypes.cast(self._tables[0], c_lreal_pp),
             traces=ctypes.cast(self._tables[1], c_lreal_pp), grad=pointer(self.grad, c_lreal),
             weight=pointer(self.weight, c_lreal), shared_optimizer=int(self.shared),
+            adam_m=pointer(self.adam_m, ctypes.c_double), adam_v=pointer(self.adam_v, ctypes.c_double),
             optimizer=ctypes.pointer(self.accumulator if samples else self.optimizer),
             optimize_each_step=int(optimizer.optimize_each_step and not samples),
             n_windows=self.n_windows,
@@ -260,9 +265,13 @@ class PlasticSynapses:
         """From one optimizer record per window entry to one per synapse (its entry's), e.g. when
         the optimizer changes to one whose synapses are no longer optimised in lockstep."""
         self.opt_records = self.win_opt[0][entry_of_synapse].copy()
+        if self.adam_m is not None:
+            self.opt_records["m"], self.opt_records["v"] = self.adam_m, self.adam_v
         self.win_opt = fresh_optimizer_records(0)[None, :]
+        self.adam_m = self.adam_v = None
         self.shared = False
         self.view.shared_optimizer = 0
+        self.view.adam_m = self.view.adam_v = None
         self.use_threads(self.win_t_last.shape[0])
 
     def set_optimizer(self, optimizer: Optimizer) -> None:

@@ -18,7 +18,7 @@ from .populations import Population, SpikeSource
 
 _POPULATION_ARRAYS = ("_param", "_state", "_refractory", "_spiked", "_ring_slots")
 _SYNAPSE_ARRAYS = ("eps", "traces", "grad", "weight", "t_last", "last_was_flush", "t_trig", "t_next_upd",
-                   "win_t_start", "win_t_last", "win_flags")
+                   "win_t_start", "win_t_last", "win_flags", "adam_m", "adam_v")
 
 
 def network_state(net) -> dict[str, np.ndarray]:

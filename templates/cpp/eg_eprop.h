@@ -86,12 +86,14 @@ typedef struct eg_plastic {
     int64_t* win_t_start;
     int64_t* win_t_last;
     uint8_t* win_flags;
-    // gradient descent, batch 1, one optimisation per spike: the synapses of a window are optimised
-    // by the same calls (index = stamp - 1), so the optimizer's bookkeeping (k, n_opt, eta_cur;
+    // batch 1, one optimisation per spike: the synapses of a window are optimised by the same calls
+    // (index = stamp - 1), so the optimizer's bookkeeping (k, n_opt, eta_cur; Adam's p1, p2;
     // grad_sum is 0 between calls) is the same for all of them and kept per window entry instead
-    // of per synapse (opt is then unused)
+    // of per synapse (opt is then unused); Adam's moments stay per synapse (adam_m, adam_v)
     int32_t shared_optimizer;
     eg_optimizer_state* win_opt;
+    double* adam_m;
+    double* adam_v;
     // time-driven engine only (NULL otherwise), per synapse: stamp of the previous event (0: none
     // yet), whether it was a flush, the first event of the current interval (replay start) and the
     // end of the interval it belongs to minus the target's offset

@@ -1,4 +1,4 @@
-"""Prototype (issue 9, not used by the engine yet): O(1) e-prop replays by per-neuron block products.
+"""The numpy check behind the engine's O(1) replays (eprop_gen/plan_blocks.py): per-neuron block products.
 
 Checks in numpy that a synapse's window [a, e] of eprop_iaf's event-driven rule (state zbar, ebar,
 ebar_reg, G; matrices M_m built from the target's psi, L, R) can be computed from per-neuron block

@@ -93,13 +93,14 @@ class EventDriven:
     replay: str = "blocks"
     block_steps: int = 16
 
-    def steps(self, dt: float) -> int:
-        """The sample length in steps (0: one continuous run)."""
+    def __post_init__(self):
         if self.replay not in REPLAYS:
             raise ValueError(f"event_driven: replay must be one of {', '.join(REPLAYS)}, got {self.replay!r}")
-        if not (isinstance(self.block_steps, numbers.Integral) and self.block_steps >= 1
-                and self.block_steps & (self.block_steps - 1) == 0):
+        if not (isinstance(self.block_steps, numbers.Integral) and plasticity.is_power_of_two(self.block_steps)):
             raise ValueError(f"event_driven: block_steps must be a power of two, got {self.block_steps!r}")
+
+    def steps(self, dt: float) -> int:
+        """The sample length in steps (0: one continuous run)."""
         if self.sample_duration is None:
             return 0
         return _whole_steps(self.sample_duration, dt, "sample_duration", "event_driven")

@@ -178,7 +178,7 @@ class EgNetwork(ctypes.Structure):             # eg_network
 MIRRORED_STRUCTS = (EgPopulation, EgEnginePop, EgProjection, EgCurrentSource, EgStateRecorder,
                     EgNetwork, EgArchive, EgFeedback)
 # Mirrored in plasticity.py (which imports this module); their sizes follow those above.
-LEARNING_STRUCT_NAMES = ("EgHistory", "EgPlastic", "EgIntervalReplay")
+LEARNING_STRUCT_NAMES = ("EgHistory", "EgPlastic", "EgIntervalReplay", "EgBlocks", "EgWindows", "EgEventBatch")
 
 
 def pointer(array: np.ndarray | None, ctype):

@@ -138,10 +138,10 @@ class History:
         self.regularisation = np.zeros((capacity, n), LEARNING_REAL)
         self.blocks = blocks
         self.prefix, self.suffix, self.total = [], [], []
-        if not is_power_of_two(capacity) or (blocks and not is_power_of_two(blocks.block) or
-                                              blocks and blocks.block > capacity):
-            raise ValueError(f"history capacity {capacity} and block {blocks and blocks.block} must be "
-                             f"powers of two, the block at most the capacity")
+        block = blocks.block if blocks else 1
+        if not (is_power_of_two(capacity) and is_power_of_two(block) and block <= capacity):
+            raise ValueError(f"history capacity {capacity} and block {block} must be powers of two, "
+                             f"the block at most the capacity")
         for entries, _ in (blocks.ports if blocks else ()):
             self.prefix.append(np.zeros((blocks.block, n, entries), LEARNING_REAL))
             self.suffix.append(np.zeros((capacity, n, entries), LEARNING_REAL))

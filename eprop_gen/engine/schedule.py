@@ -15,6 +15,7 @@ import numpy as np
 
 from . import native
 from .native import REAL, pointer
+from .plasticity import WINDOW_EMPTY, WINDOW_FLUSH
 
 HISTORY_MARGIN = 4      # rows beyond the oldest needed one: the learning signal lands 2-3 rows back
 
@@ -98,7 +99,6 @@ def flags_struct_fields(struct, flags: np.ndarray, keep: list) -> None:
 def _oldest_window_row(t_start, t_last, flags, shortest: int, longest: int) -> int | None:
     """The first row the open windows still need: the replayed part of a continued window (all
     of it once every target's cutoff is reached, then it needs none) is done; an empty one needs none."""
-    from .plasticity import WINDOW_EMPTY, WINDOW_FLUSH
     elapsed = t_last - t_start
     continued = (flags & WINDOW_FLUSH) != 0
     open_ = (t_last > 0) & ((flags & WINDOW_EMPTY) == 0) & ~(continued & (elapsed >= longest))

@@ -608,6 +608,9 @@ void eg_engine_struct_sizes(int64_t* out) {
     out[8] = int64_t(sizeof(eg_history));
     out[9] = int64_t(sizeof(eg_plastic));
     out[10] = int64_t(sizeof(eg_interval_replay));
+    out[11] = int64_t(sizeof(eg_blocks));
+    out[12] = int64_t(sizeof(eg_windows));
+    out[13] = int64_t(sizeof(eg_event_batch));
 }
 
 }  // extern "C"

@@ -70,7 +70,7 @@ def run_both(model_name, kind, cfg, seed):
     replay = plasticity.EVENT_KERNEL(model.kernel_address("replay_event_spikes"))
     view = pop._model_view
     # one presynaptic neuron, synapse q onto neuron q, delay 1: each stamp is one event
-    target_id, delay, ring = np.arange(N_TARGETS, dtype=np.int64), np.ones(N_TARGETS, np.int32), np.zeros(N_TARGETS)
+    target_id, delay, ring = np.arange(N_TARGETS, dtype=native.TARGET_ID_DTYPE), np.ones(N_TARGETS, native.DELAY_DTYPE), np.zeros(N_TARGETS)
     windows = plasticity.EgWindows(*(native.pointer(a, t) for a, t in (
         (synapses.win_t_start, ctypes.c_int64), (synapses.win_t_last, ctypes.c_int64),
         (synapses.win_flags, ctypes.c_uint8))), synapses.view.win_opt)
@@ -81,8 +81,8 @@ def run_both(model_name, kind, cfg, seed):
     prepare(view, 0, N_TARGETS)
     for s, flush in stamps:
         event = plasticity.EgEventBatch(
-            q_begin=0, q_end=N_TARGETS, target_id=native.pointer(target_id, ctypes.c_int64),
-            delay=native.pointer(delay, ctypes.c_int32), event_delay=1, kind=int(flush), stamp=s,
+            q_begin=0, q_end=N_TARGETS, target_id=native.pointer(target_id, native.c_target_id),
+            delay=native.pointer(delay, native.c_delay), event_delay=1, kind=int(flush), stamp=s,
             settle_steps=0, oldest_held=s - STEPS, multiplicity=1.0, ring=native.pointer(ring, native.c_real),
             windows=windows, window=0, error_synapse=-1)
         replay(view, history.view, synapses.view, event)

@@ -14,10 +14,9 @@ from typing import Union
 
 import numpy as np
 
-from .native import REAL
+from .native import DELAY_DTYPE, MAX_DELAY, MAX_TARGETS, REAL, TARGET_ID_DTYPE
 
-DELAY_DTYPE = np.int32
-INDEX_DTYPE = np.int64
+INDEX_DTYPE = np.int64            # neuron ids outside the synapse arrays (records, sources)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,9 +101,9 @@ Rule = Union[FixedIndegree, PairwiseBernoulli, Explicit]
 class Synapses:
     """One projection's synapses, CSR by source (sources ascending, then targets, then draws)."""
     row_ptr: np.ndarray          # int64 [n_source + 1]
-    targets: np.ndarray          # int64 [n_synapses]
+    targets: np.ndarray          # int32 [n_synapses]
     weights: np.ndarray          # eg_real [n_synapses]
-    delays: np.ndarray           # int32 [n_synapses], steps >= 1
+    delays: np.ndarray           # int16 [n_synapses], steps >= 1
     max_delay: int = field(init=False)
 
     def __post_init__(self):
@@ -120,6 +119,9 @@ def draw_synapses(rule: Rule, *, n_source: int, n_target: int, same_population: 
                   weight: ValueSpec, delay: ValueSpec, seed: int, projection: int) -> Synapses:
     _check_value_spec(weight, "weight")
     _check_value_spec(delay, "delay")
+    if n_target > MAX_TARGETS:
+        raise ValueError(f"a projection's target population may have at most {MAX_TARGETS} neurons "
+                         f"(synapses store 32-bit target ids); this one has {n_target}")
     if isinstance(rule, Explicit):
         targets, sources, weights, delays = _explicit_target_major(
             rule, n_source, n_target, weight, delay, seed, projection)
@@ -140,7 +142,7 @@ def to_csr_by_source(n_source: int, targets: np.ndarray, sources: np.ndarray, we
     row_ptr = np.zeros(n_source + 1, dtype=INDEX_DTYPE)
     np.cumsum(counts, out=row_ptr[1:])
     return Synapses(row_ptr=row_ptr,
-                    targets=np.ascontiguousarray(targets[order], dtype=INDEX_DTYPE),
+                    targets=np.ascontiguousarray(targets[order], dtype=TARGET_ID_DTYPE),
                     weights=np.ascontiguousarray(weights[order], dtype=REAL),
                     delays=np.ascontiguousarray(delays[order], dtype=DELAY_DTYPE))
 
@@ -174,7 +176,14 @@ def _delays(spec: ValueSpec, rng: np.random.Generator | None, count: int) -> np.
     if steps.size and steps.min() < 1:
         raise ValueError(f"delay distribution {spec!r} produced a delay below 1 step "
                          f"({steps.min():g}); delays are whole steps >= 1")
+    _check_delay_range(steps)
     return steps.astype(DELAY_DTYPE)
+
+
+def _check_delay_range(steps: np.ndarray) -> None:
+    if steps.size and steps.max() > MAX_DELAY:
+        raise ValueError(f"a delay of {steps.max():g} steps is longer than the {MAX_DELAY} steps a "
+                         f"synapse can store; use a longer time step or shorter delays")
 
 
 def _draw_sources(rule: Rule, rng: np.random.Generator, target: int, n_source: int,
@@ -232,6 +241,7 @@ def _explicit_target_major(rule: Explicit, n_source, n_target, weight, delay, se
     if delays is not None:
         if np.any(delays != np.rint(delays)) or (count and delays.min() < 1):
             raise ValueError("Explicit delays must be whole numbers of steps >= 1")
+        _check_delay_range(delays)
         delays = delays.astype(DELAY_DTYPE)
     order = np.argsort(targets, kind="stable")   # target-major, given order within a target
     targets, sources = targets[order], sources[order]

@@ -25,9 +25,14 @@ c_real_pp = ctypes.POINTER(c_real_p)
 c_int64_p = ctypes.POINTER(ctypes.c_int64)
 c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
+# stored per synapse, so small (eg_eprop.h: eg_target_id, eg_delay)
+TARGET_ID_DTYPE, c_target_id = np.int32, ctypes.c_int32
+DELAY_DTYPE, c_delay = np.int16, ctypes.c_int16
+MAX_TARGETS = 2 ** 31             # neurons a population may have as synapse targets
+MAX_DELAY = 2 ** 15 - 1           # steps
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 5
+ENGINE_ABI = 6
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -83,9 +88,9 @@ class EgProjection(ctypes.Structure):          # eg_projection
         ("port", ctypes.c_int32),
         ("reserved", ctypes.c_int32),
         ("row_ptr", c_int64_p),
-        ("target_id", c_int64_p),
+        ("target_id", ctypes.POINTER(c_target_id)),
         ("weight", c_real_p),
-        ("delay", c_int32_p),
+        ("delay", ctypes.POINTER(c_delay)),
         ("plastic", ctypes.c_void_p),     # eg_plastic* (plasticity.EgPlastic), NULL: static
         ("replay_event", KERNEL),         # eg_event_kernel of the target model's port
         ("interval", KERNEL),             # eg_interval_kernel of the same (time-driven engine)

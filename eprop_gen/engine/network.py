@@ -96,9 +96,9 @@ class Projection:
         return native.EgProjection(
             source=self.source.index, target=self.target.index, port=self.port_index,
             row_ptr=pointer(s.row_ptr, ctypes.c_int64),
-            target_id=pointer(s.targets, ctypes.c_int64),
+            target_id=pointer(s.targets, native.c_target_id),
             weight=pointer(s.weights if plastic is None else None, native.c_real),   # plastic: their own
-            delay=pointer(s.delays, ctypes.c_int32),
+            delay=pointer(s.delays, native.c_delay),
             plastic=ctypes.addressof(plastic.synapses.view) if plastic else None,
             replay_event=plastic.replay_event if plastic else None,
             interval=plastic.interval if plastic else None,

@@ -61,7 +61,7 @@ class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
                 ("win_t_start", ctypes.POINTER(ctypes.c_int64)), ("win_t_last", ctypes.POINTER(ctypes.c_int64)),
                 ("win_flags", ctypes.POINTER(ctypes.c_uint8)),
                 ("shared_optimizer", ctypes.c_int32), ("win_opt", ctypes.POINTER(EgOptimizerState)),
-                ("adam_m", ctypes.POINTER(ctypes.c_double)), ("adam_v", ctypes.POINTER(ctypes.c_double)),
+                ("adam_m", c_lreal_p), ("adam_v", c_lreal_p),
                 ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
                 ("t_trig", ctypes.POINTER(ctypes.c_int64)), ("t_next_upd", ctypes.POINTER(ctypes.c_int64))]
 
@@ -80,7 +80,7 @@ class EgWindows(ctypes.Structure):             # eg_windows (eg_eprop.h)
 
 class EgEventBatch(ctypes.Structure):          # eg_event_batch (eg_eprop.h)
     _fields_ = [("q_begin", ctypes.c_int64), ("q_end", ctypes.c_int64),
-                ("target_id", ctypes.POINTER(ctypes.c_int64)), ("delay", ctypes.POINTER(ctypes.c_int32)),
+                ("target_id", ctypes.POINTER(native.c_target_id)), ("delay", ctypes.POINTER(native.c_delay)),
                 ("event_delay", ctypes.c_int32), ("kind", ctypes.c_int32), ("stamp", ctypes.c_int64),
                 ("settle_steps", ctypes.c_int64), ("oldest_held", ctypes.c_int64),
                 ("multiplicity", ctypes.c_double), ("ring", native.c_real_p), ("windows", EgWindows),
@@ -220,8 +220,8 @@ class PlasticSynapses:
         self.opt_records = fresh_optimizer_records(0 if self.shared else n)
         self.win_opt = fresh_optimizer_records(self.n_windows if self.shared else 0)[None, :]
         adam_moments = self.shared and optimizer.kind == ADAM
-        self.adam_m = np.zeros(n) if adam_moments else None
-        self.adam_v = np.zeros(n) if adam_moments else None
+        self.adam_m = np.zeros(n, LEARNING_REAL) if adam_moments else None
+        self.adam_v = np.zeros(n, LEARNING_REAL) if adam_moments else None
         self.optimizer = EgOptimizer()
         # event-driven samples: the replays only accumulate (a batch that never completes); the
         # engine applies `optimizer` once per batch of samples
@@ -236,7 +236,7 @@ class PlasticSynapses:
             n=n, eps=ctypes.cast(self._tables[0], c_lreal_pp),
             traces=ctypes.cast(self._tables[1], c_lreal_pp), grad=pointer(self.grad, c_lreal),
             weight=pointer(self.weight, c_lreal), shared_optimizer=int(self.shared),
-            adam_m=pointer(self.adam_m, ctypes.c_double), adam_v=pointer(self.adam_v, ctypes.c_double),
+            adam_m=pointer(self.adam_m, c_lreal), adam_v=pointer(self.adam_v, c_lreal),
             optimizer=ctypes.pointer(self.accumulator if samples else self.optimizer),
             optimize_each_step=int(optimizer.optimize_each_step and not samples),
             n_windows=self.n_windows,

@@ -14,6 +14,11 @@
 #endif
 typedef EG_LEARNING_REAL eg_lreal;
 
+// A synapse's target (a neuron index within its population, < 2^31) and delay (whole steps,
+// 1 .. 32767): stored per synapse, so kept small (eprop_gen/engine/connectivity.py checks ranges).
+typedef int32_t eg_target_id;
+typedef int16_t eg_delay;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -92,8 +97,8 @@ typedef struct eg_plastic {
     // of per synapse (opt is then unused); Adam's moments stay per synapse (adam_m, adam_v)
     int32_t shared_optimizer;
     eg_optimizer_state* win_opt;
-    double* adam_m;
-    double* adam_v;
+    eg_lreal* adam_m;
+    eg_lreal* adam_v;
     // time-driven engine only (NULL otherwise), per synapse: stamp of the previous event (0: none
     // yet), whether it was a flush, the first event of the current interval (replay start) and the
     // end of the interval it belongs to minus the target's offset
@@ -125,8 +130,8 @@ typedef struct eg_windows {
 // the windows at a sample's end (a flush whose gradient joins the batch sum; state reset).
 typedef struct eg_event_batch {
     int64_t q_begin, q_end;
-    const int64_t* target_id;
-    const int32_t* delay;
+    const eg_target_id* target_id;
+    const eg_delay* delay;
     int32_t event_delay;
     int32_t kind;                  // 0 spike (transmits), 1 flush, 2 settle, 3 sample close
     int64_t stamp;

@@ -41,7 +41,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 5
+#define EG_ENGINE_ABI 6
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -87,9 +87,9 @@ typedef struct eg_projection {
     int32_t port;                  // spike port of the target model
     int32_t reserved;
     const int64_t* row_ptr;        // [n_source + 1]
-    const int64_t* target_id;      // [n_synapses]
+    const eg_target_id* target_id; // [n_synapses]
     const eg_real* weight;         // [n_synapses]
-    const int32_t* delay;          // [n_synapses], 1 <= delay < ring_slots
+    const eg_delay* delay;         // [n_synapses], 1 <= delay < ring_slots
     // plastic projections only (NULL otherwise): the synapse state, which owns the weights the
     // engine transmits (weight above is ignored), and the replay kernel of the target model's port
     eg_plastic* plastic;
@@ -207,7 +207,8 @@ struct Range {
 inline Range owned_range(int64_t n, int t, int T) { return {n * t / T, n * (t + 1) / T}; }
 
 // Index of the first element >= value in the ascending array a[lo, hi).
-inline int64_t first_at_least(const int64_t* a, int64_t lo, int64_t hi, int64_t value) {
+template <typename Index>
+inline int64_t first_at_least(const Index* a, int64_t lo, int64_t hi, int64_t value) {
     return std::lower_bound(a + lo, a + hi, value) - a;
 }
 

@@ -38,6 +38,10 @@ class CompiledModel:
     # doubles per block product of each learning port's O(1) replay path (plan_blocks; 0: the
     # replay always walks), in learning_ports order
     block_entries: Mapping[str, int] = field(default_factory=dict)
+    # per learning port: the eligibility components kept once per window when the targets agree
+    # on the parameters they depend on (plan_learning's presynaptic components; zbar), and those
+    # parameters: {port: (components, parameter names)}
+    presynaptic: Mapping[str, tuple[tuple[int, ...], tuple[str, ...]]] = field(default_factory=dict)
     # the model's regularisation is one value per update interval: only the time-driven engine
     regularisation_per_interval: bool = False
     # {"flush": ms per neuron} from parameter values, for models that send flush events; else None

@@ -84,6 +84,7 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
         library=library, summary=summary, observables=plan.observables,
         learning_ports={r.port: (r.eps_size, len(r.traces)) for r in plan.replays},
         block_entries={r.port: r.blocks.entries if r.blocks else 0 for r in plan.replays},
+        presynaptic={r.port: (r.presynaptic, r.presynaptic_parameters) for r in plan.replays},
         regularisation_per_interval=any(r.regularisation_per_interval for r in plan.replays),
         flush_interval=(_initial_state_function([("flush", initial["flush"])], plan.params)
                         if initial.get("flush") is not None else None),

@@ -52,6 +52,17 @@ class ReplayPlan:
     regularisation_per_interval: bool
     blocks: BlockPlan | None          # the O(1) fast path of the event-driven replay (plan_blocks)
     port_index: int                   # position among the model's learning ports (its eg_blocks)
+    # Presynaptic components of eps (zbar): their step reads only themselves, the arriving spike and
+    # the target's parameters, so all synapses of a window onto targets with equal values of
+    # `presynaptic_parameters` carry the same numbers; the engine then keeps them once per window
+    # (eg_plastic.eps_shared) and advances them once per event with `presynaptic_lines`
+    presynaptic: tuple[int, ...]
+    presynaptic_parameters: tuple[str, ...]
+    presynaptic_lines: tuple[str, ...]        # their part of one replayed step (zin in scope)
+    presynaptic_decay_lines: tuple[str, ...]  # their decay past the cutoff (n_decay in scope)
+    eps_load_lines: tuple[str, ...]           # eps[] of synapse q (shared_eps: the window's, or NULL)
+    eps_store_lines: tuple[str, ...]
+    eps_reset_lines: tuple[str, ...]          # a sample's end: the per-synapse components to 0
 
 
 def plan_replays(solution: Solution, printer_factory, coefficient_slot) -> tuple[ReplayPlan, ...]:
@@ -120,6 +131,7 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     late = [r for r in range(k) if pc[r] != 0]
     step = [f"eps[{r}] = {coef(P[r, r])} * eps[{r}]" + (f" + {coef(rule.injection[r])} * zin;"
                                                        if rule.injection[r] != 0 else ";") for r in early]
+    presynaptic_lines = tuple(step)
     trace = sum((gradient_row[n] * eps[n] for n in range(k)), sp.Integer(0))
     step.append(f"const double e = {pr(PSI * trace if rule.spiking else trace)};")
     # traces: each from the old values of the others (simultaneous), as written in the model
@@ -136,6 +148,23 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     factors = [(f"eps[{r}]", coef(P[r, r])) for r in range(k)]
     factors += [(f"tr[{n}]", coef(_own_factor(t))) for n, t in enumerate(synaptic)]
     decay = [f"{name} *= eg_pow_cached(&pow_cache[{m}], {base}, n_decay);" for m, (name, base) in enumerate(factors)]
+    presynaptic_decay = tuple(f"{name} *= pow({base}, (double)n_decay);"
+                              for r, (name, base) in enumerate(factors[:k]) if r in early)
+    shared_slot = {r: n for n, r in enumerate(early)}
+    load, store, reset = [], [], []
+    for r, name in enumerate(rule.hidden):
+        own = f"syn->eps[{r}][q]"
+        load.append(f"eps[{r}] = shared_eps ? (double)shared_eps[{shared_slot[r]}] : (double){own};   // {name}"
+                    if r in shared_slot else f"eps[{r}] = {own};   // {name}")
+        store.append(f"if (!shared_eps) {own} = eps[{r}];" if r in shared_slot else f"{own} = eps[{r}];")
+        reset.append(f"if (!syn->eps_shared) {own} = 0;" if r in shared_slot else f"{own} = 0;")
+    # the parameters the presynaptic components' step and the cutoff (how far a window is walked
+    # before the rest decays) depend on: equal values across the targets make the numbers equal
+    depends = set().union(*(sp.sympify(e).free_symbols for r in early
+                            for e in (P[r, r], rule.injection[r])))
+    if learning.cutoff is not None:
+        depends |= sp.sympify(learning.cutoff).free_symbols
+    presynaptic_parameters = tuple(p.name for p in ir.parameters if p.symbol in depends)
 
     # whole steps, prepared once per simulate call (no division or rounding per replayed event);
     # an infinite cutoff becomes 2^62 steps, longer than any run
@@ -156,7 +185,9 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     interval_history = [line for line in history if not (per_interval and line.startswith("const double R "))]
     return ReplayPlan(ir.name, rule.port, rule.hidden, tuple(t.name for t in synaptic), k,
                       max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff_steps,
-                      tuple(interval_history), tuple(interval_setup), per_interval, blocks, port_index)
+                      tuple(interval_history), tuple(interval_setup), per_interval, blocks, port_index,
+                      tuple(early), presynaptic_parameters, presynaptic_lines, presynaptic_decay,
+                      tuple(load), tuple(store), tuple(reset))
 
 
 def _symbolic_step(learning, synaptic, rule, eps, P, pc, gradient_row, early, coef_symbol):

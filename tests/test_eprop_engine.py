@@ -709,3 +709,57 @@ def test_shared_optimizer_bookkeeping(kind):
     assert np.any(shared_middle[0] != w_in.ravel())
     for a, b in zip(shared_middle + shared_end, single_middle + single_end):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("replay", ["walk", "blocks"])
+def test_presynaptic_eligibility_kept_per_window(replay):
+    """zbar depends on the source's spikes and the target's tau_m (and cutoff) only: with equal
+    parameters the engine keeps it once per (source, delay) instead of per synapse. When the
+    targets stop agreeing (here: tau_m of a neuron no plastic synapse reaches changes between
+    simulate calls) every synapse takes its window's value and carries on alone. Both runs must
+    learn the same: bitwise on the walk path; to round-off on the block path, whose per-synapse
+    zbar then comes from the block products instead of the window's step-by-step walk."""
+    model = eg.compile_model(eg.models.path("eprop_iaf"))
+    readout = eg.compile_model(eg.models.path("eprop_readout"))
+    rng = np.random.default_rng(11)
+    steps, n_in, n_rec = 400, 8, 6            # neuron n_rec (the last one) stays unconnected
+    spikes = np.nonzero(rng.random((steps, n_in)) < 0.05)
+    src, tgt = np.nonzero(rng.random((n_in, n_rec)) < 0.7)
+    w_in = rng.normal(0.01, 0.02, src.size)
+    w_out = rng.normal(0, 0.3, n_rec)
+    B = np.vstack([rng.normal(0, 1, (n_rec, 1)), np.zeros((1, 1))])
+
+    def run(change_isolated_tau: bool):
+        net = eg.Network(dt=1.0, learning=eg.event_driven(replay=replay, block_steps=4))
+        inputs = net.add_spike_source(n_in, times=spikes[0] + 1.0, senders=spikes[1])
+        pop = net.add_population(model, n_rec + 1, params=dict(
+            C_m=1.0, E_L=0.0, V_th=0.03, tau_m=20.0, t_ref=0.0, surrogate_gradient_height=10.0,
+            surrogate_gradient_width=0.03, eprop_isi_trace_cutoff=30.0))
+        out = net.add_population(readout, 1, params=dict(C_m=1.0, tau_m=20.0))
+        opt = gradient_descent(eta=1e-2, optimize_each_step=False)
+        p_in = net.connect(inputs, pop, "spikes", eg.Explicit(src, tgt, weights=w_in), plasticity=opt)
+        p_out = net.connect(pop, out, "spikes", eg.Explicit(np.arange(n_rec), np.zeros(n_rec, int), weights=w_out),
+                            plasticity=opt)
+        net.connect_feedback(out, pop, B)
+        net.add_target(out, np.sin(np.arange(steps) / 15.0))
+        shared_at_start = bool(p_in._plastic.synapses.presynaptic)
+        net.simulate(steps / 2)
+        if change_isolated_tau:
+            tau = pop.get("tau_m")
+            tau[n_rec] = 5.0
+            pop.set("tau_m", tau)
+        net.simulate(steps / 2)
+        return p_in, p_out, shared_at_start
+
+    kept, kept_out, shared = run(False)
+    spread, spread_out, _ = run(True)
+    assert shared and kept._plastic.synapses.presynaptic == (0,) and kept._plastic.synapses.eps.shape[0] == 0
+    assert spread._plastic.synapses.presynaptic == () and spread._plastic.synapses.eps.shape[0] == 1
+    assert np.max(np.abs(kept.weights - w_in)) > 1e-4, "the input synapses should learn"
+    if replay == "walk":
+        np.testing.assert_array_equal(spread.weights, kept.weights)
+        np.testing.assert_array_equal(spread_out.weights, kept_out.weights)
+    else:
+        scale = np.max(np.abs(kept.weights - w_in))
+        np.testing.assert_allclose(spread.weights, kept.weights, rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(spread_out.weights, kept_out.weights, rtol=0, atol=1e-12)

@@ -29,7 +29,7 @@ def events(rng, flush_every=None):
     return stamps
 
 
-def run_both(model_name, kind, cfg, seed):
+def run_both(model_name, kind, cfg, seed, shared=False):
     rng = np.random.default_rng(seed)
     psi = rng.uniform(0, 0.3, (STEPS, N_TARGETS)) * (rng.random((STEPS, N_TARGETS)) < 0.7)
     L = rng.normal(0, 1, (STEPS, N_TARGETS))
@@ -66,14 +66,19 @@ def run_both(model_name, kind, cfg, seed):
                                      eta=cfg.eta, batch_size=cfg.batch_size,
                                      optimize_each_step=cfg.optimize_each_step, beta_1=cfg.beta_1,
                                      beta_2=cfg.beta_2, epsilon=cfg.epsilon, w_min=cfg.Wmin, w_max=cfg.Wmax)
-    synapses = plasticity.PlasticSynapses(N_TARGETS, eps_size, n_traces, w0, optimizer, n_windows=1)
+    # shared: the presynaptic components (zbar) kept once per window, as the engine does for
+    # targets with equal parameters
+    presynaptic = model.presynaptic["spikes"][0] if shared else ()
+    synapses = plasticity.PlasticSynapses(N_TARGETS, eps_size, n_traces, w0, optimizer, n_windows=1,
+                                          presynaptic=presynaptic)
     replay = plasticity.EVENT_KERNEL(model.kernel_address("replay_event_spikes"))
     view = pop._model_view
     # one presynaptic neuron, synapse q onto neuron q, delay 1: each stamp is one event
     target_id, delay, ring = np.arange(N_TARGETS, dtype=native.TARGET_ID_DTYPE), np.ones(N_TARGETS, native.DELAY_DTYPE), np.zeros(N_TARGETS)
     windows = plasticity.EgWindows(*(native.pointer(a, t) for a, t in (
         (synapses.win_t_start, ctypes.c_int64), (synapses.win_t_last, ctypes.c_int64),
-        (synapses.win_flags, ctypes.c_uint8))), synapses.view.win_opt)
+        (synapses.win_flags, ctypes.c_uint8))), synapses.view.win_opt,
+        synapses.view.win_eps if shared else None)
     # the contract: prepare() (coefficients from the parameters, as the engine runs at every
     # simulate call) before any replay
     prepare = ctypes.CFUNCTYPE(None, ctypes.POINTER(type(view)), ctypes.c_int64, ctypes.c_int64)(
@@ -102,19 +107,22 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["zbar per synapse", "zbar per window"])
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("model_name", ["eprop_iaf", "eprop_iaf_adapt"])
-def test_recurrent_replay_matches_reference(model_name, case):
+def test_recurrent_replay_matches_reference(model_name, case, shared):
     base = dict(tau_m=20.0, kappa=0.9, kappa_reg=0.8, adapt_beta=0.7, adapt_tau=25.0, eta=1e-2, cutoff=30.0)
     cfg = EventConfig(model=model_name, **{**base, **CASES[case]})
-    group, synapses, w0 = run_both(model_name, "rec", cfg, seed=len(case))
+    group, synapses, w0 = run_both(model_name, "rec", cfg, seed=len(case), shared=shared)
     assert np.abs(group.w - w0).max() > 1e-6, "the case should actually learn"
     # the generated kernel performs NEST's operations in NEST's order: bitwise equal
     np.testing.assert_array_equal(synapses.weight, group.w)
     np.testing.assert_array_equal(synapses.traces[0], group.ebar)
     np.testing.assert_array_equal(synapses.traces[1], group.ebar_reg)
-    if model_name.endswith("adapt"):
-        np.testing.assert_array_equal(synapses.eps[1], group.eps)
+    zbar = synapses.win_eps[0, 0, 0] if shared else synapses.eps[0]
+    np.testing.assert_array_equal(zbar, group.zbar)
+    if model_name.endswith("adapt"):     # the adaptation component stays per synapse
+        np.testing.assert_array_equal(synapses.eps[synapses.eps_rows[1]], group.eps)
 
 
 @pytest.mark.parametrize("case", ["gradient descent, per spike", "adam per step, batch 3", "short cutoff"])

@@ -243,12 +243,32 @@ class PlasticState:
         eligibility_size, n_traces = model.learning_ports[port]
         self.eligibility_size, self.n_traces = eligibility_size, n_traces
         self._syn = projection._syn
+        self._target = projection.target
+        presynaptic, self._presynaptic_parameters = model.presynaptic.get(port, ((), ()))
         self.synapses = PlasticSynapses(weights.size, eligibility_size, n_traces, weights, optimizer,
                                         update_interval, samples,
-                                        n_windows=projection.source.n * int(projection._syn.max_delay))
+                                        n_windows=projection.source.n * int(projection._syn.max_delay),
+                                        presynaptic=presynaptic if self._targets_agree() else ())
         self.replay_event = model.kernel_address(f"replay_event_{port}")
         self.interval = model.kernel_address(f"interval_{port}")
         self.optimizer = optimizer
+
+    def _targets_agree(self) -> bool:
+        """Do all target neurons have equal values of the parameters the presynaptic eligibility
+        components depend on (then those are the same for all synapses of a window)?"""
+        params = self._target.model.params
+        rows = (self._target._param[params.index(name)] for name in self._presynaptic_parameters)
+        return all(row.size == 0 or np.all(row == row[0]) for row in rows)
+
+    def _entry_of_synapse(self) -> np.ndarray:
+        syn = self._syn              # each synapse's window entry: source * max_delay + delay - 1
+        return syn.sources * syn.max_delay + syn.delays.astype(np.int64) - 1
+
+    def before_engine_call(self) -> None:
+        """Targets whose parameters have come to differ keep the presynaptic components per synapse
+        from now on (each synapse starts from its window's value)."""
+        if self.synapses.presynaptic and not self._targets_agree():
+            self.synapses.spread_eps(self._entry_of_synapse())
 
     def set_optimizer(self, optimizer: Optimizer) -> None:
         check_optimizer(optimizer)
@@ -257,8 +277,7 @@ class PlasticState:
                              "(its per-synapse state would be meaningless); change eta, "
                              "batch_size, bounds or optimize_each_step only")
         if self.synapses.shared and not plasticity.shares_optimizer(optimizer):
-            syn = self._syn          # each synapse's window entry: source * max_delay + delay - 1
-            self.synapses.unshare(syn.sources * syn.max_delay + syn.delays.astype(np.int64) - 1)
+            self.synapses.unshare(self._entry_of_synapse())
         self.synapses.set_optimizer(optimizer)
         self.optimizer = optimizer
 

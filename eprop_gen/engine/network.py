@@ -14,6 +14,7 @@ import numpy as np
 
 from ..compiled import CompiledModel
 from . import learning, native, schedule
+from .state import memory_use
 from .learning import DEFAULT_HISTORY_STEPS, EventDriven, TimeDriven, history_steps as checked_history_steps
 from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
 from .plasticity import Optimizer
@@ -444,6 +445,7 @@ class Network:
                                                      int(proj._syn.max_delay))
         for proj in self.projections:
             if proj._plastic is not None:
+                proj._plastic.before_engine_call()
                 proj._plastic.synapses.use_threads(self.threads)
         for pop in models:
             pop._ensure_spike_record_room()
@@ -558,6 +560,13 @@ class Network:
         if clear:
             self._recorders[pop.index].clear()
         return result
+
+    def memory(self) -> dict[str, int]:
+        """Bytes the network's arrays hold now, by part: neurons, connectivity (target ids, delays,
+        static weights), synapse_state (plastic synapses), windows (event-driven bookkeeping per
+        source), history (what learning neurons archive per step). Python objects and the
+        compiled libraries are not counted."""
+        return memory_use(self)
 
     def _check_member(self, pop, what: str) -> None:
         if not isinstance(pop, (Population, SpikeSource)) or pop.network is not self:

@@ -62,6 +62,7 @@ class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
                 ("win_flags", ctypes.POINTER(ctypes.c_uint8)),
                 ("shared_optimizer", ctypes.c_int32), ("win_opt", ctypes.POINTER(EgOptimizerState)),
                 ("adam_m", c_lreal_p), ("adam_v", c_lreal_p),
+                ("eps_shared", ctypes.c_int32), ("n_presynaptic", ctypes.c_int32), ("win_eps", c_lreal_p),
                 ("t_last", ctypes.POINTER(ctypes.c_int64)), ("last_was_flush", ctypes.POINTER(ctypes.c_uint8)),
                 ("t_trig", ctypes.POINTER(ctypes.c_int64)), ("t_next_upd", ctypes.POINTER(ctypes.c_int64))]
 
@@ -75,7 +76,8 @@ class EgIntervalReplay(ctypes.Structure):      # eg_interval_replay (eg_eprop.h)
 
 class EgWindows(ctypes.Structure):             # eg_windows (eg_eprop.h)
     _fields_ = [("t_start", ctypes.POINTER(ctypes.c_int64)), ("t_last", ctypes.POINTER(ctypes.c_int64)),
-                ("flags", ctypes.POINTER(ctypes.c_uint8)), ("opt", ctypes.POINTER(EgOptimizerState))]
+                ("flags", ctypes.POINTER(ctypes.c_uint8)), ("opt", ctypes.POINTER(EgOptimizerState)),
+                ("eps", c_lreal_p)]
 
 
 class EgEventBatch(ctypes.Structure):          # eg_event_batch (eg_eprop.h)
@@ -195,16 +197,26 @@ def fresh_optimizer_records(n: int) -> np.ndarray:
 class PlasticSynapses:
     """The state of n plastic synapses of one projection (eligibility, traces, optimizer, weight).
     Event-driven (update_interval 0): the window bookkeeping per (source, delay), n_windows =
-    sources x largest delay entries, one copy per thread (eg_windows). Time-driven (update_interval
-    > 0 steps): the per-synapse event and interval state instead."""
+    sources x largest delay entries, one copy per thread (eg_windows), and the eligibility's
+    `presynaptic` components (zbar) there too, once per entry, when the targets agree on the
+    parameters they depend on (the caller knows). Time-driven (update_interval > 0 steps): the
+    per-synapse event and interval state instead (its replays start every interval from 0: no
+    eligibility or traces are kept)."""
 
     def __init__(self, n: int, eligibility_size: int, n_traces: int, weights, optimizer: Optimizer,
-                 update_interval: int = 0, samples: bool = False, n_windows: int = 0):
-        self.eps = np.zeros((eligibility_size, n), LEARNING_REAL)
-        self.traces = np.zeros((max(n_traces, 1), n), LEARNING_REAL)
+                 update_interval: int = 0, samples: bool = False, n_windows: int = 0,
+                 presynaptic: tuple[int, ...] = ()):
+        event_driven = not update_interval
+        self.eligibility_size = eligibility_size
+        self.presynaptic = tuple(presynaptic) if event_driven else ()
+        own = [r for r in range(eligibility_size) if r not in self.presynaptic] if event_driven else []
+        self.eps_rows = {r: k for k, r in enumerate(own)}       # component -> row of eps
+        self.eps = np.zeros((len(own), n), LEARNING_REAL)
+        self.traces = np.zeros((n_traces if event_driven else 0, n), LEARNING_REAL)
         self.grad = np.zeros(n, LEARNING_REAL)
         self.weight = np.array(np.broadcast_to(np.asarray(weights, LEARNING_REAL), (n,)))
         self.n_windows = 0 if update_interval else n_windows
+        self.win_eps = np.zeros((1, self.n_windows, len(self.presynaptic)), LEARNING_REAL)
         self.win_t_start = np.zeros((1, self.n_windows), np.int64)
         self.win_t_last = np.zeros((1, self.n_windows), np.int64)
         self.win_flags = np.zeros((1, self.n_windows), np.uint8)
@@ -230,30 +242,52 @@ class PlasticSynapses:
         # NEST's bookkeeping starts from its default eta; setting another one is change number 1
         self._eta, self._eta_changes, self._eta_first = NEST_INITIAL_ETA, 0, NEST_INITIAL_ETA
         self.set_optimizer(optimizer)
-        self._tables = (pointer_table(list(self.eps), c_lreal),
-                        pointer_table(list(self.traces), c_lreal))
+        self._traces_table = pointer_table(list(self.traces), c_lreal)
         self.view = EgPlastic(
-            n=n, eps=ctypes.cast(self._tables[0], c_lreal_pp),
-            traces=ctypes.cast(self._tables[1], c_lreal_pp), grad=pointer(self.grad, c_lreal),
+            n=n, traces=ctypes.cast(self._traces_table, c_lreal_pp), grad=pointer(self.grad, c_lreal),
             weight=pointer(self.weight, c_lreal), shared_optimizer=int(self.shared),
             adam_m=pointer(self.adam_m, c_lreal), adam_v=pointer(self.adam_v, c_lreal),
             optimizer=ctypes.pointer(self.accumulator if samples else self.optimizer),
             optimize_each_step=int(optimizer.optimize_each_step and not samples),
             n_windows=self.n_windows,
             t_last=pointer(self.t_last, ctypes.c_int64), last_was_flush=pointer(self.last_was_flush, ctypes.c_uint8),
-            t_trig=pointer(self.t_trig, ctypes.c_int64), t_next_upd=pointer(self.t_next_upd, ctypes.c_int64))
+            t_trig=pointer(self.t_trig, ctypes.c_int64), t_next_upd=pointer(self.t_next_upd, ctypes.c_int64),
+            n_presynaptic=len(self.presynaptic))
+        self._point_at_eps()
         self.use_threads(1)
+
+    def _point_at_eps(self) -> None:
+        """eg_plastic.eps: a row per component kept per synapse, NULL for those kept per window."""
+        rows = [self.eps[self.eps_rows[r]] if r in self.eps_rows else None for r in range(self.eligibility_size)]
+        self._eps_table = pointer_table(rows, c_lreal)
+        self.view.eps = ctypes.cast(self._eps_table, c_lreal_pp)
+        self.view.eps_shared = int(bool(self.presynaptic))
+
+    def spread_eps(self, entry_of_synapse: np.ndarray) -> None:
+        """From the presynaptic components per window entry to one value per synapse (its entry's),
+        when the targets stop agreeing on the parameters those depend on."""
+        eps = np.zeros((self.eligibility_size, self.weight.size), LEARNING_REAL)
+        for r, k in self.eps_rows.items():
+            eps[r] = self.eps[k]
+        for k, r in enumerate(self.presynaptic):
+            eps[r] = self.win_eps[0][entry_of_synapse, k]
+        self.eps, self.eps_rows, self.presynaptic = eps, {r: r for r in range(self.eligibility_size)}, ()
+        self.win_eps = np.zeros((self.win_t_last.shape[0], self.n_windows, 0), LEARNING_REAL)
+        self.view.n_presynaptic = 0
+        self._point_at_eps()
+        self.use_threads(self.win_t_last.shape[0])
 
     def use_threads(self, threads: int) -> None:
         """One copy of the window bookkeeping per thread of the next engine call, all equal to
         thread 0's (every thread follows every event; this also covers a team smaller than asked)."""
         if self.win_t_last.shape[0] != threads:
-            self.win_t_start, self.win_t_last, self.win_flags, self.win_opt = (
+            self.win_t_start, self.win_t_last, self.win_flags, self.win_opt, self.win_eps = (
                 np.repeat(a[:1], threads, axis=0)
-                for a in (self.win_t_start, self.win_t_last, self.win_flags, self.win_opt))
-        for a in (self.win_t_start, self.win_t_last, self.win_flags, self.win_opt):
+                for a in (self.win_t_start, self.win_t_last, self.win_flags, self.win_opt, self.win_eps))
+        for a in (self.win_t_start, self.win_t_last, self.win_flags, self.win_opt, self.win_eps):
             a[1:] = a[0]
         v = self.view
+        v.win_eps = pointer(self.win_eps, c_lreal)
         v.window_threads = threads
         v.win_t_start = pointer(self.win_t_start, ctypes.c_int64)
         v.win_t_last = pointer(self.win_t_last, ctypes.c_int64)

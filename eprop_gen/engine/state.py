@@ -18,7 +18,7 @@ from .populations import Population, SpikeSource
 
 _POPULATION_ARRAYS = ("_param", "_state", "_refractory", "_spiked", "_ring_slots")
 _SYNAPSE_ARRAYS = ("eps", "traces", "grad", "weight", "t_last", "last_was_flush", "t_trig", "t_next_upd",
-                   "win_t_start", "win_t_last", "win_flags", "adam_m", "adam_v")
+                   "win_t_start", "win_t_last", "win_flags", "win_eps", "adam_m", "adam_v")
 
 
 def network_state(net) -> dict[str, np.ndarray]:
@@ -90,8 +90,13 @@ def load_network_state(net, state) -> None:
             continue
         syn = proj._plastic.synapses
         for name in _SYNAPSE_ARRAYS:
-            if getattr(syn, name) is not None:
+            if getattr(syn, name) is None:
+                continue
+            try:
                 np.copyto(getattr(syn, name), state[f"{key}/{name}"])
+            except (KeyError, ValueError):
+                raise ValueError(f"checkpoint does not fit this network: the synapse state '{name}' of "
+                                 f"{proj!r} differs (e.g. eligibility kept per synapse / per window)") from None
         if (state[f"{key}/opt"].size, state[f"{key}/win_opt"].size) != (syn.opt_records.nbytes, syn.win_opt[:1].nbytes):
             raise ValueError(f"checkpoint does not fit this network: the optimizer state of {proj!r} differs "
                              f"(per synapse / per window)")
@@ -128,3 +133,43 @@ def _check_fits(net, state) -> None:
         if any(f"archive{index}/{name}" not in state for name in archive.history.arrays()):
             raise ValueError(f"checkpoint does not fit this network: the learning history of "
                              f"'{archive.pop.name}' differs (another learning engine or replay path)")
+
+
+MEMORY_PARTS = ("neurons", "connectivity", "synapse_state", "windows", "history")
+
+
+def memory_use(net) -> dict[str, int]:
+    """Bytes the network's arrays hold, by part (Network.memory):
+    neurons        parameters, state, input rings, spike records, spike-source schedules;
+    connectivity   CSR rows, target ids and delays of every synapse, static weights;
+    synapse_state  plastic synapses: weight, eligibility, traces, gradient, optimizer state;
+    windows        event-driven window bookkeeping per (source, delay) and thread;
+    history        what learning neurons archive per step (and its block products), spike flags."""
+    parts = dict.fromkeys(MEMORY_PARTS, 0)
+    for pop in net.populations:
+        parts["neurons"] += _array_bytes(vars(pop))
+    for proj in net.projections:
+        s = proj._syn
+        parts["connectivity"] += s.row_ptr.nbytes + s.targets.nbytes + s.delays.nbytes
+        if proj._plastic is None:
+            parts["connectivity"] += s.weights.nbytes
+            continue
+        attrs = vars(proj._plastic.synapses)
+        windows = {k: v for k, v in attrs.items() if k.startswith("win_")}
+        parts["windows"] += _array_bytes(windows)
+        parts["synapse_state"] += _array_bytes({k: v for k, v in attrs.items() if k not in windows})
+    for archive in net._archives.values():
+        parts["history"] += _array_bytes(archive.history.arrays())
+        parts["history"] += _array_bytes({"c": archive.spike_count, "i": archive.interval_spikes})
+    parts["history"] += _array_bytes(net._spike_flags)
+    return parts
+
+
+def _array_bytes(attrs: dict) -> int:
+    """Bytes of the numpy arrays among `attrs`' values (also inside lists)."""
+    total = 0
+    for value in attrs.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, np.ndarray):
+                total += item.nbytes
+    return total

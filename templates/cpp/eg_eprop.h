@@ -99,6 +99,12 @@ typedef struct eg_plastic {
     eg_optimizer_state* win_opt;
     eg_lreal* adam_m;
     eg_lreal* adam_v;
+    // event-driven engine, targets with equal parameters: the eligibility's presynaptic components
+    // (zbar; plan_learning's `presynaptic`) are kept once per window entry, like the bookkeeping:
+    // win_eps[thread][entry][n_presynaptic]; eps[r] of those components is then NULL
+    int32_t eps_shared;
+    int32_t n_presynaptic;
+    eg_lreal* win_eps;
     // time-driven engine only (NULL otherwise), per synapse: stamp of the previous event (0: none
     // yet), whether it was a flush, the first event of the current interval (replay start) and the
     // end of the interval it belongs to minus the target's offset
@@ -122,6 +128,7 @@ typedef struct eg_windows {
     int64_t* t_last;           // stamp of the last event; 0: none yet
     uint8_t* flags;
     eg_optimizer_state* opt;   // shared optimizer bookkeeping (eg_plastic.shared_optimizer), else NULL
+    eg_lreal* eps;             // presynaptic eligibility per entry (eg_plastic.eps_shared), else NULL
 } eg_windows;
 
 // One event (a spike, flush or settle of a source, with one delay) through a plastic projection:

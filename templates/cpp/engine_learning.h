@@ -253,6 +253,7 @@ eg_event_batch event_batch(const eg_projection& proj, const eg_engine_pop& targe
     batch.windows.t_last = syn->win_t_last + int64_t(t) * syn->n_windows;
     batch.windows.flags = syn->win_flags + int64_t(t) * syn->n_windows;
     batch.windows.opt = syn->shared_optimizer ? syn->win_opt + int64_t(t) * syn->n_windows : nullptr;
+    batch.windows.eps = syn->eps_shared ? syn->win_eps + int64_t(t) * syn->n_windows * syn->n_presynaptic : nullptr;
     return batch;
 }
 

@@ -763,3 +763,24 @@ def test_presynaptic_eligibility_kept_per_window(replay):
         scale = np.max(np.abs(kept.weights - w_in))
         np.testing.assert_allclose(spread.weights, kept.weights, rtol=0, atol=1e-12 * scale)
         np.testing.assert_allclose(spread_out.weights, kept_out.weights, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["gradient_descent", "adam"])
+def test_memory_per_plastic_synapse(optimizer):
+    """What a plastic eprop_iaf synapse holds (Network.memory): 32-bit target id, 16-bit delay, and
+    in the learning precision its weight, ebar, ebar_reg and window gradient (zbar, the optimizer's
+    bookkeeping and the window's stamps are kept per source), plus Adam's two moments."""
+    from eprop_gen.precision import LEARNING_REAL
+    model = eg.compile_model(eg.models.path("eprop_iaf"))
+    net = eg.Network(dt=1.0)
+    inputs = net.add_spike_source(50, times=np.arange(1.0, 40.0), senders=np.arange(39) % 50)
+    pop = net.add_population(model, 40, params=dict(eprop_isi_trace_cutoff=20.0))
+    make = adam if optimizer == "adam" else gradient_descent
+    proj = net.connect(inputs, pop, "spikes", eg.FixedIndegree(30), plasticity=make(eta=1e-3, optimize_each_step=False))
+    net.simulate(50.0)
+    parts = net.memory()
+    n, real = len(proj), np.dtype(LEARNING_REAL).itemsize
+    values = 4 + (2 if optimizer == "adam" else 0)
+    assert parts["synapse_state"] == n * values * real
+    assert parts["connectivity"] == n * (4 + 2) + (50 + 1) * 8       # + CSR row pointers
+    assert parts["windows"] > 0 and parts["history"] > 0 and parts["neurons"] > 0

@@ -84,6 +84,16 @@ def build(net: dict, threads: int, mode: str):
     return sim, rec, rss_before
 
 
+def state_bytes(sim, synapses: int) -> dict:
+    """What the network's arrays hold (Network.memory), per synapse: the synapses' own state
+    (connectivity + plastic state) and everything else that was counted (per neuron, per source)."""
+    parts = sim.memory()
+    own = parts["connectivity"] + parts["synapse_state"]
+    return {"synapse_bytes_per_synapse": round(own / synapses, 2),
+            "shared_bytes_per_synapse": round((sum(parts.values()) - own) / synapses, 2),
+            "memory_parts_mb": {k: round(v / 2 ** 20, 2) for k, v in parts.items()}}
+
+
 def main() -> None:
     parser = common.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--time-driven", action="store_true", help="learning with the time-driven engine")
@@ -113,6 +123,7 @@ def main() -> None:
         **memory, **common.activity_stats(net, times[keep], senders[keep]),
         "syn_events_per_s": round(syn_events / wall, 1), "syn_events": syn_events,
         "wall_s_per_sim_s_all": [round(w / sim_s, 5) for w in walls], "history_steps": sim.history_steps,
+        **state_bytes(sim, common.synapse_count(net)),
         "timed": "Network.simulate(t_ms) after an untimed simulate(t_warmup_ms)",
     })
 

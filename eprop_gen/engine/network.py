@@ -200,6 +200,7 @@ class Network:
         self.projections: list[Projection] = []
         self._currents: list[_CurrentSource] = []
         self._recorders: dict[int, _StateRecorder] = {}
+        self._cutoffs = None          # schedule.cutoff_steps per population during a simulate call
         self.history_steps = DEFAULT_HISTORY_STEPS if history_steps is None \
             else checked_history_steps(history_steps)
         self.learning = EventDriven() if learning is None else learning
@@ -407,11 +408,15 @@ class Network:
         native.warn_if_serial(lib, self.threads)
         for recorder in self._recorders.values():
             recorder.start_chunk(self.step, n_steps)
+        self._cutoffs = {}            # parameters change only between simulate calls
         remaining = n_steps
-        while remaining > 0:
-            done = self._run_engine(lib, self._fit_history(remaining))
-            self.step += done
-            remaining -= done
+        try:
+            while remaining > 0:
+                done = self._run_engine(lib, self._fit_history(remaining))
+                self.step += done
+                remaining -= done
+        finally:
+            self._cutoffs = None
 
     # -- the history ring: long enough for every window a synapse may still replay ----------------
 
@@ -420,8 +425,10 @@ class Network:
         holds (the ring grows when too little fits; schedule.ring_plan)."""
         if not self._archives:
             return remaining
-        oldest = schedule.oldest_needed_step(self.projections, self.time_driven, self.dt)
-        capacity, steps = schedule.ring_plan(self.history_steps, self.step, oldest, remaining)
+        oldest = schedule.oldest_needed_step(self.projections, self.time_driven, self._cutoff_steps)
+        history_bytes = sum(a.nbytes for archive in self._archives.values()
+                            for a in archive.history.arrays().values())
+        capacity, steps = schedule.ring_plan(self.history_steps, self.step, oldest, remaining, history_bytes)
         if capacity != self.history_steps:
             self._grow_history(capacity)
         return steps
@@ -521,7 +528,16 @@ class Network:
         settled window would apply its per-step updates early, with the eta of that moment."""
         if proj.plasticity is None or self.time_driven or proj.plasticity.optimize_each_step:
             return 0
-        return schedule.settle_steps(proj.target, self.dt)
+        return schedule.settle_steps(self._cutoff_steps(proj.target)[1])
+
+    def _cutoff_steps(self, pop: Population) -> tuple[int, int]:
+        """schedule.cutoff_steps of a population, once per simulate call."""
+        cache = self._cutoffs
+        if cache is None:
+            return schedule.cutoff_steps(pop, self.dt)
+        if pop.index not in cache:
+            cache[pop.index] = schedule.cutoff_steps(pop, self.dt)
+        return cache[pop.index]
 
     @property
     def time_driven(self) -> bool:

@@ -18,22 +18,31 @@ from .native import REAL, pointer
 from .plasticity import WINDOW_EMPTY, WINDOW_FLUSH
 
 HISTORY_MARGIN = 4      # rows beyond the oldest needed one: the learning signal lands 2-3 rows back
+# An engine call runs at least 1/2 of the ring's steps (or the rest of the call), a large history
+# (>= LARGE_HISTORY_BYTES) at least 1/8: with settled windows its ring then stays the next power of
+# two above the cutoff, half the memory, for more engine calls (~1-2 ms of Python each, which
+# only a small network notices).
+RUN_SHARE, LARGE_HISTORY_RUN_SHARE = 2, 8
+LARGE_HISTORY_BYTES = 64 * 2 ** 20
 
 
-def ring_plan(capacity: int, step: int, oldest: int | None, remaining: int) -> tuple[int, int]:
-    """(ring length, steps to run): every replay of the next steps finds its rows, and at least
-    half the ring (or the rest of the call) fits before the next check."""
+def ring_plan(capacity: int, step: int, oldest: int | None, remaining: int,
+              history_bytes: int = 0) -> tuple[int, int]:
+    """(ring length, steps to run): every replay of the next steps finds its rows, and a share of
+    the ring (or the rest of the call) fits before the next check."""
     span = 0 if oldest is None else max(0, step - oldest)
-    while capacity - span - HISTORY_MARGIN < min(remaining, capacity // 2):
+    share = LARGE_HISTORY_RUN_SHARE if history_bytes >= LARGE_HISTORY_BYTES else RUN_SHARE
+    while capacity - span - HISTORY_MARGIN < min(remaining, max(1, capacity // share)):
         capacity *= 2
     return capacity, max(1, min(remaining, capacity - span - HISTORY_MARGIN))
 
 
-def oldest_needed_step(projections, time_driven: bool, dt: float) -> int | None:
+def oldest_needed_step(projections, time_driven: bool, cutoffs) -> int | None:
     """The oldest step whose history row (or source spike flag) a replay may still read: an
     event-driven window starts at its spike's stamp - 1 and, after flush or settle events, goes
     on where they stopped (at most the targets' cutoff from its start); a time-driven interval
-    at t_trig (its arrivals from t_trig - delay). None when no plastic synapse has started."""
+    at t_trig (its arrivals from t_trig - delay). None when no plastic synapse has started.
+    cutoffs(population) -> cutoff_steps of its neurons."""
     oldest = None
     for proj in projections:
         if proj._plastic is None:
@@ -44,7 +53,7 @@ def oldest_needed_step(projections, time_driven: bool, dt: float) -> int | None:
             first = int(started.min()) - int(proj._syn.max_delay) if started.size else None
         else:
             first = _oldest_window_row(syn.win_t_start[0], syn.win_t_last[0], syn.win_flags[0],
-                                       *cutoff_steps(proj.target, dt))
+                                       *cutoffs(proj.target))
         if first is not None:
             oldest = first if oldest is None else min(oldest, first)
     return oldest
@@ -119,12 +128,11 @@ def cutoff_steps(target, dt: float) -> tuple[int, int]:
     return int(steps.min(initial=never)), int(steps.max(initial=0))
 
 
-def settle_steps(target, dt: float) -> int:
+def settle_steps(longest: int) -> int:
     """The longest cutoff of the target neurons' replays in steps (0 if any is infinite): a window
     that old has replayed all it ever will, and settling it then (a flush-like replay, the same
     numbers) frees its history rows. Without it, a source that stays silent would keep the ring
     as long as its silence."""
-    longest = cutoff_steps(target, dt)[1]
     return 0 if longest >= 2 ** 62 else max(1, longest)
 
 

@@ -75,6 +75,11 @@ def _per_simulator(row: dict, key: str, fmt) -> str:
 def _notes(row: dict) -> str:
     notes = [f"{name} {key}: {row[prefix + key]}" for name, prefix in SIMULATORS for key in ("skipped", "error")
              if row.get(prefix + key)]
+    if row.get("learning_precision", "float64") != "float64":
+        notes.insert(0, f"{row['learning_precision']} learning state")
+    if row.get("synapse_bytes_per_synapse") is not None:
+        notes.insert(0, f"eprop-gen arrays per synapse: {row['synapse_bytes_per_synapse']:.1f} B own + "
+                        f"{row['shared_bytes_per_synapse']:.1f} B shared (history, neurons, windows)")
     return "; ".join(notes).replace("|", "\\|")
 
 

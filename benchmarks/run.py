@@ -34,7 +34,8 @@ PEERS = HERE / "peers"
 RESULTS = HERE / "results"
 WORKLOADS = ("W", "nmnist", "rate-sweep", "k-sweep")
 FIELDS = ("wall_s_per_sim_s", "syn_events_per_s", "bytes_per_synapse", "peak_bytes_per_synapse", "peak_rss_mb",
-          "rss_before_synapses_mb", "rec_rate_hz", "build_s", "synapses", "history_steps")
+          "rss_before_synapses_mb", "rec_rate_hz", "build_s", "synapses", "history_steps",
+          "synapse_bytes_per_synapse", "shared_bytes_per_synapse")
 ENGINE_FLAGS = {"event-driven": ["--learning"], "time-driven": ["--time-driven"], "static": []}
 PEER_RUNNERS = {"nest": "nest_w.py", "brian2": "brian2_w.py"}
 N_IN, N_OUT = 100, 2                                   # network W (make_network.py)
@@ -45,7 +46,8 @@ K_SWEEP = (10, 30, 100, 300, 1000)
 PEER_COST = {("nest", "event-driven"): (73.6, 1252, 2.1e6), ("nest", "static"): (1.09, 562, 21e6),
              ("brian2", "event-driven"): (5.35, 167, 21e6), ("brian2", "static"): (0.22, 119, 21e6)}
 MEMORY_HEADROOM = 0.8                                  # run only what is estimated to fit in 80 % of MemAvailable
-ROW_KEY = ("workload", "engine", "threads", "neurons", "k", "input_weight_mean", "input_rate_hz")
+ROW_KEY = ("workload", "engine", "threads", "neurons", "k", "input_weight_mean", "input_rate_hz", "learning_precision")
+ROW_DEFAULTS = {"learning_precision": "float64"}       # rows measured before the key existed
 FILE_BYTES_PER_SYNAPSE = 12                            # int32 source + target, float32 weight: every runner loads them
 
 
@@ -162,8 +164,10 @@ def estimated_peak_mb(base: dict, prefix: str, synapses: int) -> float:
 def memory_skip(rows: list[dict], point: Point, engine: str, prefix: str) -> str | None:
     """Skip a run whose peak memory, estimated from the largest smaller run of the same workload and
     engine, would not fit: on a shared machine an out-of-memory kill may hit someone else's process."""
+    precision = os.environ.get("EPROP_GEN_LEARNING_PRECISION", "float64")
     done = [r for r in rows if r["workload"] == point.workload and r["engine"] == engine
-            and r.get(prefix + "peak_bytes_per_synapse") is not None and r.get(prefix + "synapses", 0) < point.synapses]
+            and r.get(prefix + "peak_bytes_per_synapse") is not None and r.get(prefix + "synapses", 0) < point.synapses
+            and (prefix or r.get("learning_precision", "float64") == precision)]
     if not done:
         return None
     base = max(done, key=lambda r: r[prefix + "synapses"])
@@ -231,7 +235,7 @@ def commit() -> str:
 
 
 def row_key(row: dict) -> tuple:
-    return tuple(row.get(key) for key in ROW_KEY)
+    return tuple(row.get(key, ROW_DEFAULTS.get(key)) for key in ROW_KEY)
 
 
 def merged(path: Path, rows: list[dict]) -> list[dict]:
@@ -252,6 +256,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--engines", nargs="+", choices=list(ENGINE_FLAGS), default=list(ENGINE_FLAGS),
                         help="eprop-gen engines (and their peers) to run")
+    parser.add_argument("--learning-precision", choices=("float64", "float32"), default="float64",
+                        help="eprop-gen's learning state (EPROP_GEN_LEARNING_PRECISION; the peers are unaffected)")
     parser.add_argument("--no-nest", action="store_true")
     parser.add_argument("--no-brian2", action="store_true")
     parser.add_argument("--sim-ms", type=float, help="measured simulated ms of every point (default: 1000, "
@@ -267,7 +273,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    stamp = {"date": datetime.date.today().isoformat(), "commit": commit()}
+    stamp = {"date": datetime.date.today().isoformat(), "commit": commit(), "learning_precision": args.learning_precision}
+    os.environ["EPROP_GEN_LEARNING_PRECISION"] = args.learning_precision       # the eprop-gen runners inherit it
     out = RESULTS / "latest.json"
     earlier = merged(out, [])
     rows: list[dict] = []

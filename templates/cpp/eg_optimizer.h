@@ -197,6 +197,40 @@ static inline double eg_optimize(const eg_optimizer* o, eg_optimizer_state* s, i
     return weight;
 }
 
+/* Gradient descent for many synapses that share one state record (the same calls, so the same k,
+ * n_opt and eta_cur; their grad_sum is 0 between calls: batch size 1): the part of eg_optimize that
+ * depends only on the record, done once (eg_gd_shared_prepare), and the per-synapse rest
+ * (eg_gd_shared_apply), with eg_optimize's arithmetic in its order, so bitwise the same weights.
+ * The record itself is advanced once afterwards by eg_optimize(o, s, index, 0.0, 0.0). */
+typedef struct {
+    int32_t apply;          /* this call optimises (index beyond the current batch) */
+    double grad_sum;        /* the record's sum before the call (0) */
+    double eta;             /* the eta the optimisation uses */
+} eg_gd_shared;
+
+static inline eg_gd_shared eg_gd_shared_prepare(const eg_optimizer* o, const eg_optimizer_state* s,
+                                                int64_t index)
+{
+    eg_gd_shared p;
+    p.eta = (o->n_eta_changes != 0 && s->n_opt == 0) ? o->eta_first : s->eta_cur;
+    p.grad_sum = s->grad_sum;
+    p.apply = s->k < 1 + eg_optimizer_batch_of(index, o->batch_size);
+    return p;
+}
+
+static inline double eg_gd_shared_apply(const eg_optimizer* o, const eg_gd_shared* p, double gradient,
+                                        double weight)
+{
+    EG_OPT_STRICT_FP
+    double grad_sum;
+    if (!p->apply) return weight;
+    grad_sum = p->grad_sum + gradient;
+    weight = weight - p->eta * grad_sum;
+    if (weight >= o->w_max) weight = o->w_max;
+    if (o->w_min > weight) weight = o->w_min;
+    return weight;
+}
+
 #if defined(EG_OPT_GCC_NO_CONTRACT)
 #pragma GCC pop_options
 #undef EG_OPT_GCC_NO_CONTRACT

@@ -51,6 +51,19 @@ class _Printer(C99CodePrinter):
     def _print_Symbol(self, expr):
         return self.names.get(expr, super()._print_Symbol(expr))
 
+    def _print_Max(self, expr):
+        return self._print_nested("eg_fmax", expr.args)
+
+    def _print_Min(self, expr):
+        return self._print_nested("eg_fmin", expr.args)
+
+    def _print_nested(self, name: str, args) -> str:
+        # as sympy's C99 printer nests fmax/fmin (halves), with the inline versions of eg_math.h
+        if len(args) == 1:
+            return self._print(args[0])
+        half = len(args) // 2
+        return f"{name}({self._print_nested(name, args[:half])}, {self._print_nested(name, args[half:])})"
+
     def _print_Pow(self, expr):
         # small integer powers as products: exact and faster than pow()
         if expr.exp.is_Integer and 2 <= int(expr.exp) <= 4:

@@ -368,3 +368,33 @@ def test_izhikevich_rk4_is_fourth_order(izhikevich_runs):
     for n in (1, 2, 4):
         ratio = errors[n] / errors[2 * n]
         assert 13.0 < ratio < 19.5, (n, ratio, errors)
+
+
+def test_inline_fmax_fmin_equal_the_library_bitwise(tmp_path):
+    """eg_math.h's eg_fmax / eg_fmin (printed for Max / Min: the library call is not inlined) give
+    the C library's results to the bit, signed zeros, infinities and NaN included."""
+    import ctypes
+    from eprop_gen.build import build_and_load
+    from eprop_gen.paths import resource_dir
+    source = ('#include <math.h>\n#include "eg_math.h"\n'
+              'extern "C" void both(const double* x, const double* y, long n, double* out) {\n'
+              '    for (long k = 0; k < n; ++k) {\n'
+              '        out[4 * k] = eg_fmax(x[k], y[k]); out[4 * k + 1] = fmax(x[k], y[k]);\n'
+              '        out[4 * k + 2] = eg_fmin(x[k], y[k]); out[4 * k + 3] = fmin(x[k], y[k]);\n'
+              '    }\n}\n')
+    header = (resource_dir("templates") / "cpp" / "eg_math.h").read_text()
+    _, lib = build_and_load({"m.cpp": source, "eg_math.h": header}, name="fmax_check", openmp=False,
+                            cache_dir=tmp_path)
+    special = [0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, 1e-310, -2.5]
+    rng = np.random.default_rng(0)
+    x = np.array([a for a in special for _ in special] + list(rng.normal(size=200)))
+    y = np.array([b for _ in special for b in special] + list(rng.normal(size=200)))
+    y[-50:] = x[-50:]                                      # ties
+    out = np.zeros((x.size, 4))
+    p = ctypes.POINTER(ctypes.c_double)
+    lib.both(x.ctypes.data_as(p), y.ctypes.data_as(p), ctypes.c_long(x.size), out.ctypes.data_as(p))
+    bits = out.view(np.uint64)
+    nan = np.isnan(out)
+    assert np.array_equal(nan[:, 0], nan[:, 1]) and np.array_equal(nan[:, 2], nan[:, 3])
+    assert np.array_equal(bits[~nan[:, 1], 0], bits[~nan[:, 1], 1])
+    assert np.array_equal(bits[~nan[:, 3], 2], bits[~nan[:, 3], 3])

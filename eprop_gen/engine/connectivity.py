@@ -105,9 +105,11 @@ class Synapses:
     weights: np.ndarray          # eg_real [n_synapses]
     delays: np.ndarray           # int16 [n_synapses], steps >= 1
     max_delay: int = field(init=False)
+    uniform_delay: int = field(init=False)     # the delay of every synapse if they all have one, else 0
 
     def __post_init__(self):
         self.max_delay = int(self.delays.max()) if self.delays.size else 1
+        self.uniform_delay = self.max_delay if self.delays.size and int(self.delays.min()) == self.max_delay else 0
 
     @property
     def sources(self) -> np.ndarray:

@@ -86,7 +86,7 @@ class EgProjection(ctypes.Structure):          # eg_projection
         ("source", ctypes.c_int32),
         ("target", ctypes.c_int32),
         ("port", ctypes.c_int32),
-        ("reserved", ctypes.c_int32),
+        ("uniform_delay", ctypes.c_int32),    # every synapse's delay if they all have one, else 0
         ("row_ptr", c_int64_p),
         ("target_id", ctypes.POINTER(c_target_id)),
         ("weight", c_real_p),

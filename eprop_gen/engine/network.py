@@ -96,7 +96,7 @@ class Projection:
         plastic = self._plastic
         return native.EgProjection(
             source=self.source.index, target=self.target.index, port=self.port_index,
-            row_ptr=pointer(s.row_ptr, ctypes.c_int64),
+            uniform_delay=s.uniform_delay, row_ptr=pointer(s.row_ptr, ctypes.c_int64),
             target_id=pointer(s.targets, native.c_target_id),
             weight=pointer(s.weights if plastic is None else None, native.c_real),   # plastic: their own
             delay=pointer(s.delays, native.c_delay),

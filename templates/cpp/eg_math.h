@@ -3,6 +3,12 @@
 #define EG_MATH_H
 #include <math.h>
 
+// fmax / fmin with the C library's results (the first operand on ties, so also for +0 / -0; the
+// other operand when one is NaN), written inline: the library call is not inlined without
+// -ffast-math and costs a call per neuron and step where a surrogate gradient takes a maximum.
+static inline double eg_fmax(double x, double y) { return x >= y ? x : (y != y ? x : y); }
+static inline double eg_fmin(double x, double y) { return x <= y ? x : (y != y ? x : y); }
+
 // phi_k(x) = (e^x - sum_{j<k} x^j/j!) / x^k, with phi_k(0) = 1/k!.
 // Propagator entries at and near singular parameter combinations (tau_m == tau_syn) are written
 // through phi_k, which has no pole; near 0 the series avoids the cancellation of the direct formula.

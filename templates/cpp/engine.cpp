@@ -85,7 +85,7 @@ typedef struct eg_projection {
     int32_t source;                // index into eg_network.pops
     int32_t target;                // index into eg_network.pops (a model population)
     int32_t port;                  // spike port of the target model
-    int32_t reserved;
+    int32_t uniform_delay;         // the delay of every synapse, if they all have one (else 0)
     const int64_t* row_ptr;        // [n_source + 1]
     const eg_target_id* target_id; // [n_synapses]
     const eg_real* weight;         // [n_synapses]
@@ -360,14 +360,22 @@ void deliver_projection(const eg_network* net, const eg_projection& proj, const 
     const int64_t base_slot = step % slots;
     for (int64_t k = 0; k < spikes.count; ++k) {
         const int64_t source = spikes.ids[k];
-        const int64_t row_end = proj.row_ptr[source + 1];
-        int64_t s = first_at_least(proj.target_id, proj.row_ptr[source], row_end, r.lo);
-        for (; s < row_end && proj.target_id[s] < r.hi; ++s) {
+        const int64_t row_begin = proj.row_ptr[source], row_end = proj.row_ptr[source + 1];
+        // the synapses onto this thread's targets (targets ascend within a row)
+        const int64_t begin = r.lo == 0 ? row_begin : first_at_least(proj.target_id, row_begin, row_end, r.lo);
+        const int64_t end = r.hi == target.n ? row_end : first_at_least(proj.target_id, begin, row_end, r.hi);
+        const eg_real multiplicity = spikes.multiplicity ? spikes.multiplicity[k] : eg_real(1);  // w * 1 == w
+        if (proj.uniform_delay) {   // one ring slot for the whole row
+            int64_t slot = base_slot + proj.uniform_delay;
+            if (slot >= slots) slot -= slots;
+            eg_real* row = ring + slot * target.n;
+            for (int64_t s = begin; s < end; ++s) row[proj.target_id[s]] += proj.weight[s] * multiplicity;
+            continue;
+        }
+        for (int64_t s = begin; s < end; ++s) {
             int64_t slot = base_slot + proj.delay[s];       // delay < slots: one wrap at most
             if (slot >= slots) slot -= slots;
-            eg_real w = spikes.multiplicity ? proj.weight[s] * spikes.multiplicity[k]
-                                            : proj.weight[s];
-            ring[slot * target.n + proj.target_id[s]] += w;
+            ring[slot * target.n + proj.target_id[s]] += proj.weight[s] * multiplicity;
         }
     }
 }

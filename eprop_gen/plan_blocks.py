@@ -16,7 +16,10 @@ engine keeps (eg_blocks in eg_eprop.h)
 and a window [a, e] whose ends lie in different blocks is x_e = P_e T_(k(e)-1) ... T_(k(a)+1) S_a x_(a-1):
 products of decaying matrices only, no inverses (an inverse-based prefix-sum scheme loses digits
 like (1/alpha)^B; benchmarks/prototypes/block_replay.py measures both). A window within one block
-is walked step by step, as is the reference path.
+is walked step by step, as is the reference path. The presynaptic spikes enter a window's first two
+rows; a spike entering component r before step m (eps_r = P_rr eps_r + injection_r zin) is the
+vector u (u_r = injection_r / P_rr) added to x before M_m, so a window whose two input rows share a
+block goes through the products from its first row: x_e = ... S_n0 (x + z0 u) + z1 S_(n0+1) u.
 
 This module derives M symbolically from the same step the walk prints (plan_learning), finds the
 sparsity pattern every product of M's can have, and prints the fixed-pattern products as C lines.
@@ -40,10 +43,14 @@ class BlockPlan:
     prefix_lines: tuple[str, ...]          # out = M * in  (P_m = M_m P_(m-1))
     suffix_lines: tuple[str, ...]          # out = in * M  (S_m = S_(m+1) M_m)
     apply_lines: tuple[str, ...]           # x = A x       (A a stored product)
+    input_lines: tuple[str, ...]           # x += s A u    (u: a spike's input, on the `inputs` components)
 
 
-def plan_blocks(new_state: list[sp.Expr], old_state: list[sp.Symbol], print_c) -> BlockPlan | None:
+def plan_blocks(new_state: list[sp.Expr], old_state: list[sp.Symbol], print_c,
+                inputs: tuple[int, ...] = ()) -> BlockPlan | None:
     """new_state[r]: component r after one step without input, linear in old_state (G last).
+    inputs: the components a presynaptic spike enters (the products then also carry it: a spike
+    entering before step m is a vector u added to x before M_m).
     None when the step is not linear in the state (no fast path; the walk serves)."""
     d = len(old_state)
     M = sp.Matrix([[sp.diff(new, old) for old in old_state] for new in new_state])
@@ -84,9 +91,14 @@ def plan_blocks(new_state: list[sp.Expr], old_state: list[sp.Symbol], print_c) -
             terms.append(f"x[{d - 1}]")
         apply.append(f"const double y{r} = {' + '.join(terms) if terms else '0.0'};")
     apply += [f"x[{r}] = y{r};" for r in range(d)]
+    input_lines = []
+    for r in range(d):
+        terms = [f"{entry('A', at, r, c)} * u[{n}]" for n, c in enumerate(inputs) if entry("A", at, r, c)]
+        if terms:
+            input_lines.append(f"x[{r}] += s * ({' + '.join(terms)});")
     return BlockPlan(d, len(stored), len(m_stored), tuple(matrix), tuple(first),
                      tuple(product(("M", m_at), ("in", at))), tuple(product(("in", at), ("M", m_at))),
-                     tuple(apply))
+                     tuple(apply), tuple(input_lines))
 
 
 def _closure(own: list[list[bool]]) -> list[list[bool]]:

@@ -63,6 +63,8 @@ class ReplayPlan:
     eps_load_lines: tuple[str, ...]           # eps[] of synapse q (shared_eps: the window's, or NULL)
     eps_store_lines: tuple[str, ...]
     eps_reset_lines: tuple[str, ...]          # a sample's end: the per-synapse components to 0
+    block_inputs: tuple[int, ...]             # components a spike enters (plan_blocks' `inputs`)
+    block_input_values: tuple[str, ...]       # their u_r (C names, per target neuron)
 
 
 def plan_replays(solution: Solution, printer_factory, coefficient_slot) -> tuple[ReplayPlan, ...]:
@@ -141,8 +143,12 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
     for r in late:
         step.append(f"eps[{r}] = {coef(P[r, r])} * eps[{r}] + " + ("e;" if pc[r] == 1 else f"{coef(pc[r])} * e;"))
 
+    # a spike entering component r before a step (eps_r = P_rr eps_r + injection_r zin) is
+    # u_r = injection_r / P_rr added before the step's matrix: the block products carry it too
+    inputs = tuple(r for r in early if rule.injection[r] != 0 and P[r, r] != 0)
+    block_input_values = tuple(coef(rule.injection[r] / P[r, r]) for r in inputs)
     blocks = plan_blocks(*_symbolic_step(learning, synaptic, rule, eps, P, pc, gradient_row, early,
-                                         coef_symbol), pr)
+                                         coef_symbol), pr, inputs)
 
     # pow() as NEST calls it, remembered per event (the synapses of an event usually share base and n)
     factors = [(f"eps[{r}]", coef(P[r, r])) for r in range(k)]
@@ -187,7 +193,7 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
                       max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff_steps,
                       tuple(interval_history), tuple(interval_setup), per_interval, blocks, port_index,
                       tuple(early), presynaptic_parameters, presynaptic_lines, presynaptic_decay,
-                      tuple(load), tuple(store), tuple(reset))
+                      tuple(load), tuple(store), tuple(reset), inputs, block_input_values)
 
 
 def _symbolic_step(learning, synaptic, rule, eps, P, pc, gradient_row, early, coef_symbol):

@@ -133,7 +133,7 @@ typedef struct eg_windows {
 
 // One event (a spike, flush or settle of a source, with one delay) through a plastic projection:
 // synapses [q_begin, q_end) of the source onto the caller's targets (those of another delay are
-// skipped). The kernel replays each and adds a spike's weight into ring[target]; kind 3 closes
+// skipped; delay is NULL when all synapses of the projection have the event's delay). The kernel replays each and adds a spike's weight into ring[target]; kind 3 closes
 // the windows at a sample's end (a flush whose gradient joins the batch sum; state reset).
 typedef struct eg_event_batch {
     int64_t q_begin, q_end;

@@ -244,7 +244,7 @@ eg_event_batch event_batch(const eg_projection& proj, const eg_engine_pop& targe
     const eg_plastic* syn = proj.plastic;
     eg_event_batch batch;
     batch.target_id = proj.target_id;
-    batch.delay = proj.delay;
+    batch.delay = proj.uniform_delay ? nullptr : proj.delay;     // one delay: nothing to skip
     batch.stamp = stamp;
     batch.settle_steps = proj.settle_steps;
     batch.oldest_held = stamp - hist->capacity;    // rows (stamp - 1 - capacity, stamp - 1]

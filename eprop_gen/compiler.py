@@ -122,7 +122,8 @@ def _planned(source: str, file: str, cache: Path, force: bool,
 
 
 # The stages whose code decides what a model becomes; a change to any of them invalidates the plans.
-_PIPELINE_FILES = ("compiler.py", "ir.py", "parse.py", "check.py", "plan.py", "plan_learning.py", "report.py", "solve/__init__.py",
+_PIPELINE_FILES = ("compiler.py", "ir.py", "parse.py", "check.py", "plan.py", "plan_learning.py", "plan_blocks.py",
+                   "report.py", "solve/__init__.py",
                    "solve/propagators.py", "solve/graph.py", "solve/eligibility.py")
 
 

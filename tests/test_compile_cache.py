@@ -62,3 +62,16 @@ def test_corrupted_library_is_rebuilt(cache):
     assert again.library_path == path
     assert path.read_bytes() != bytes(data)
     assert again.propagator({"tau": 2.0}, 0.5)[0, 0] == pytest.approx(np.exp(-0.25), rel=1e-15)
+
+
+def test_plan_cache_key_covers_every_planning_module():
+    """The symbolic stages' results are cached under a fingerprint of their code: every module of
+    the parse -> check -> solve -> plan stages must be part of it, or a changed stage would reuse
+    stale plans (plan_blocks.py once was missing)."""
+    from pathlib import Path
+
+    from eprop_gen import compiler
+    package = Path(compiler.__file__).parent
+    stages = {"parse.py", "check.py", "ir.py", "report.py"} | {p.name for p in package.glob("plan*.py")}
+    stages |= {f"solve/{p.name}" for p in (package / "solve").glob("*.py")}
+    assert stages <= set(compiler._PIPELINE_FILES), sorted(stages - set(compiler._PIPELINE_FILES))

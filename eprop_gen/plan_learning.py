@@ -65,6 +65,7 @@ class ReplayPlan:
     eps_reset_lines: tuple[str, ...]          # a sample's end: the per-synapse components to 0
     block_inputs: tuple[int, ...]             # components a spike enters (plan_blocks' `inputs`)
     block_input_values: tuple[str, ...]       # their u_r (C names, per target neuron)
+    spikes_through_products: bool             # the block path can start at a window's first row
 
 
 def plan_replays(solution: Solution, printer_factory, coefficient_slot) -> tuple[ReplayPlan, ...]:
@@ -193,7 +194,8 @@ def _plan_port(ir: ModelIR, rule: EligibilityRule, printer_factory, coefficient_
                       max(1, len(synaptic)), tuple(history), tuple(setup), tuple(step), tuple(decay), cutoff_steps,
                       tuple(interval_history), tuple(interval_setup), per_interval, blocks, port_index,
                       tuple(early), presynaptic_parameters, presynaptic_lines, presynaptic_decay,
-                      tuple(load), tuple(store), tuple(reset), inputs, block_input_values)
+                      tuple(load), tuple(store), tuple(reset), inputs, block_input_values,
+                      blocks is not None and bool(blocks.input_lines))
 
 
 def _symbolic_step(learning, synaptic, rule, eps, P, pc, gradient_row, early, coef_symbol):

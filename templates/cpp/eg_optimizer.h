@@ -141,6 +141,16 @@ static inline int64_t eg_optimizer_batch_of(int64_t index, int64_t batch_size)
     return eg_optimizer_floor_div(index, batch_size);
 }
 
+/* The clamp applied once after an optimisation. Written as min(w, w_max) then max(w_min, .) with the
+ * tie and NaN behaviour of the numpy reference (np.maximum(w_min, np.minimum(w, w_max))): a tie
+ * (only visible for signed zeros) yields w_max resp. the weight, NaN propagates. */
+static inline double eg_optimizer_clamp(const eg_optimizer* o, double weight)
+{
+    if (weight >= o->w_max) weight = o->w_max;
+    if (o->w_min > weight) weight = o->w_min;
+    return weight;
+}
+
 /* OPT(index, gradient, weight) of spec §5; returns the new weight.
  *
  * The gradient is added to the synapse's sum. When `index` lies beyond the current batch
@@ -185,11 +195,7 @@ static inline double eg_optimize(const eg_optimizer* o, eg_optimizer_state* s, i
             weight = weight - s->eta_cur * s->grad_sum;
             s->grad_sum = 0.0;
         }
-        /* clamp once. Written as min(w, w_max) then max(w_min, .) with the tie and NaN behaviour of
-         * the numpy reference (np.maximum(w_min, np.minimum(w, w_max))): a tie (only visible for
-         * signed zeros) yields w_max resp. the weight, NaN propagates. */
-        if (weight >= o->w_max) weight = o->w_max;
-        if (o->w_min > weight) weight = o->w_min;
+        weight = eg_optimizer_clamp(o, weight);   /* once, after all iterations */
         s->eta_cur = o->eta;   /* the eta of this optimisation's time is used by the next one */
         s->n_opt += 1;
         s->k = K;
@@ -226,9 +232,7 @@ static inline double eg_gd_shared_apply(const eg_optimizer* o, const eg_gd_share
     if (!p->apply) return weight;
     grad_sum = p->grad_sum + gradient;
     weight = weight - p->eta * grad_sum;
-    if (weight >= o->w_max) weight = o->w_max;
-    if (o->w_min > weight) weight = o->w_min;
-    return weight;
+    return eg_optimizer_clamp(o, weight);
 }
 
 #if defined(EG_OPT_GCC_NO_CONTRACT)

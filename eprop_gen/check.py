@@ -8,7 +8,7 @@ import sympy as sp
 from lark import Token, Tree
 
 from .errors import Diagnostic, ModelError, Span, did_you_mean
-from .ir import (DT, E_TRACE, INTERVAL_SPIKES, INTERVAL_STEPS, LEARNING_SIGNAL, OWN_SPIKE, REGULARISATION, SURROGATE_FUNCTIONS, UNITS, WEIGHT,
+from .ir import (DT, E_TRACE, INTERVAL_SPIKES, INTERVAL_STEPS, LEARNING_SIGNAL, OWN_SPIKE, REGULARISATION, RESET_GRADIENTS, SURROGATE_FUNCTIONS, UNITS, WEIGHT,
                  Assignment, CurrentPort, LearningRule, ModelAST, ModelIR, NumericScheme, Parameter, SpikePort,
                  SpikeRule, StateVariable, Surrogate, Trace)
 from .solve.eligibility import PSI
@@ -359,7 +359,20 @@ class _Checker:
             if not spiking:
                 self.error("E119", "only spiking neurons send flush events", decl.flush[1],
                            "remove flush: from the readout")
-        return LearningRule(rule_traces, gradient, regularisation, cutoff, flush)
+        reset_gradient = "stopped"
+        if decl.reset_gradient is not None:
+            name, span = str(decl.reset_gradient[0]), decl.reset_gradient[1]
+            if name not in RESET_GRADIENTS:
+                self.error("E120", f"unknown reset_gradient '{name}'", span,
+                           did_you_mean(name, RESET_GRADIENTS) or
+                           "stopped (Bellec et al.: the reset is invisible to the eligibility), kept (the "
+                           "reset's own derivative: Traub et al.'s STDP-aware rule) or full (also through psi)")
+            elif not spiking:
+                self.error("E120", "reset_gradient: is for spiking neurons (a readout has no reset)", span,
+                           "remove it")
+            else:
+                reset_gradient = name
+        return LearningRule(rule_traces, gradient, regularisation, cutoff, flush, reset_gradient)
 
 
 

@@ -84,6 +84,7 @@ class LearningDecl:           # the `learning:` section
     span: Span
     duplicates: tuple = ()    # ((item, span), ...)
     flush: tuple | None = None
+    reset_gradient: tuple | None = None   # (name token, span)
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,11 @@ class LearningRule:
     # ms; a neuron silent for this long sends a flush event, which replays its outgoing plastic
     # synapses' windows so far without transmitting anything (NEST's flush_event_send_interval)
     flush: sp.Expr | None = None
+    # how the eligibility passes a spike's reset (solve/eligibility.py): "stopped" (Bellec et al.
+    # 2020, NEST: the reset is invisible), "kept" (the reset's own derivative with the spike held:
+    # a state set to a value forgets its eligibility; Traub et al. 2020) or "full" (also through
+    # the spike's pseudo-derivative)
+    reset_gradient: str = "stopped"
 
     @property
     def regularisation_per_interval(self) -> bool:
@@ -235,5 +241,6 @@ class ModelIR:
         return dict(self.odes).get(name, sp.Integer(0))
 
 
+RESET_GRADIENTS = ("stopped", "kept", "full")
 SURROGATE_FUNCTIONS = ("piecewise_linear", "exponential", "fast_sigmoid_derivative", "arctan_derivative")
 UNITS = ("ms", "s", "mV", "V", "pA", "nA", "pF", "nF", "nS", "uS", "Hz", "GOhm", "MOhm", "1")

@@ -145,7 +145,8 @@ def _learning(section: Tree, file: str) -> LearningDecl:
         else:
             single[item.data] = (item.children[0], _span(item.children[0], file))
     return LearningDecl(tuple(traces), single.get("gradient"), single.get("regularisation"),
-                        single.get("cutoff"), _span(section, file), tuple(duplicates), single.get("flush"))
+                        single.get("cutoff"), _span(section, file), tuple(duplicates), single.get("flush"),
+                        single.get("reset_gradient"))
 
 
 def _declarations(section: Tree | None, file: str) -> tuple[Declaration, ...]:

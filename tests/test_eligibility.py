@@ -86,10 +86,51 @@ def test_readout_eligibility_is_the_output_gradient():
     assert same(rule.trace, [[1]])                                      # g = E * zbar
 
 
-def test_numerically_integrated_model_says_what_is_missing():
-    _, r = rules(eg.models.path("izhikevich"))
-    assert isinstance(r["spikes"], Unsupported)
-    assert "numerically integrated" in r["spikes"].reason
+def test_izhikevich_rule_goes_through_the_rk4_step_and_the_reset():
+    """Traub et al. 2020: eps = (eps_v, eps_u), propagated by the derivative of the step along the
+    trajectory (archived per step) and, with reset_gradient: kept, by the reset's derivative: v = c
+    forgets eps_v at a spike (1 - z), u += d passes eps_u on."""
+    _, r = rules(eg.models.path("eprop_izhikevich"))
+    rule = r["spikes"]
+    assert rule.hidden == ("v", "u") and rule.reset_gradient == "kept"
+    jac = {(q.row, q.column): q.symbol for q in rule.per_step if q.expression is None}
+    assert set(jac) == {("v", "v"), ("v", "u"), ("u", "v"), ("u", "u")}
+    assert same(rule.step, [[jac["v", "v"], jac["v", "u"]], [jac["u", "v"], jac["u", "u"]]])
+    (reset,) = [q for q in rule.per_step if q.expression is not None]
+    assert (reset.row, reset.column) == ("v", "v")
+    assert sp.simplify(reset.expression - (1 - sym("z"))) == 0
+    assert same(rule.reset, [[reset.symbol, 0], [0, 1]])
+    assert same(rule.injection, [[1], [0]])
+    assert same(rule.trace, [[PSI, 0]])
+
+
+def test_stdp_lif_forgets_the_presynaptic_trace_at_a_spike():
+    """eprop_iaf_stdp: V_m = V_reset and reset_gradient: kept give eps <- alpha (1 - z) eps + z_pre;
+    the same neuron with reset_gradient: stopped is plain LIF e-prop."""
+    _, r = rules(eg.models.path("eprop_iaf_stdp"))
+    rule = r["spikes"]
+    (reset,) = rule.per_step
+    assert sp.simplify(reset.expression - (1 - sym("z"))) == 0
+    assert same(rule.propagation, [[sp.exp(-H / sym("tau_m")) * reset.symbol]])
+    stopped = eg.models.path("eprop_iaf_stdp").read_text().replace("reset_gradient: kept", "reset_gradient: stopped")
+    rule = check_source(stopped).solution.eligibility[0]
+    assert rule.per_step == () and same(rule.propagation, [[sp.exp(-H / sym("tau_m"))]])
+
+
+def test_full_reset_gradient_goes_through_the_pseudo_derivative():
+    """reset_gradient: full on a subtracting reset: V_m -= V_th - E_L gives d V/d V~ = 1 - (V_th - E_L) psi
+    (the term Bellec et al. drop because it makes the eligibility explode)."""
+    text = eg.models.path("eprop_iaf").read_text().replace(
+        "        gradient: L * ebar + R * ebar_reg", "        gradient: L * ebar + R * ebar_reg\n        reset_gradient: full")
+    rule = check_source(text).solution.eligibility[0]
+    (reset,) = rule.per_step
+    assert sp.simplify(reset.expression - (1 - (sym("V_th") - sym("E_L")) * PSI)) == 0
+
+
+def test_unknown_reset_gradient_is_an_error():
+    text = eg.models.path("eprop_iaf_stdp").read_text().replace("reset_gradient: kept", "reset_gradient: keep")
+    with pytest.raises(eg.ModelError, match="(?s)E120.*did you mean 'kept'"):
+        check_source(text)
 
 
 @pytest.mark.parametrize("model", ["iaf_psc_delta", "iaf_psc_exp", "leaky_readout"])

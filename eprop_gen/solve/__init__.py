@@ -32,7 +32,8 @@ def solve_model(ir: ModelIR) -> Solution:
         linear = solve_linear(linear_system(rhs, symbols, inputs), symbols, inputs, held)
     upstream = _closure_upstream(ir, numeric)
     stage = tuple(n for n in exact if n in upstream)
-    return Solution(ir, linear, numeric, stage, tuple(notes), derive_eligibility(ir, linear))
+    return Solution(ir, linear, numeric, stage, tuple(notes),
+                    derive_eligibility(ir, linear, numeric, stage + numeric))
 
 
 def classify_states(ir: ModelIR) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:

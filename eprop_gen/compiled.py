@@ -32,6 +32,9 @@ class CompiledModel:
     # per-step quantities the kernel writes after the states (e.g. "psi", the pseudo-derivative):
     # recordable and readable like states, never integrated
     observables: tuple[str, ...] = ()
+    # the observables a learning neuron's history keeps per step besides psi, L and R (the derivative
+    # of an RK4 step, the reset's derivative: solve/eligibility.py's PerStep), in the history's order
+    archived: tuple[str, ...] = ()
     # spike ports whose plastic synapses the generated replay kernels serve, with the sizes of the
     # per-synapse eligibility vector and declared traces: {port: (eligibility size, trace count)}
     learning_ports: Mapping[str, tuple[int, int]] = field(default_factory=dict)

@@ -81,7 +81,7 @@ def compile_model(model: str | os.PathLike, *, cache_dir: Path | None = None, fo
         propagator_states=plan.propagator_states,
         initial_state=_initial_state_function(initial["states"], plan.params),
         library_path=result.library_path, source_path=result.source_dir / "model.cpp",
-        library=library, summary=summary, observables=plan.observables,
+        library=library, summary=summary, observables=plan.observables, archived=plan.archived,
         learning_ports={r.port: (r.eps_size, len(r.traces)) for r in plan.replays},
         block_entries={r.port: r.blocks.entries if r.blocks else 0 for r in plan.replays},
         presynaptic={r.port: (r.presynaptic, r.presynaptic_parameters) for r in plan.replays},

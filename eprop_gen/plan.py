@@ -17,7 +17,8 @@ import sympy as sp
 from sympy.printing.c import C99CodePrinter
 
 from .ir import DT, OWN_SPIKE, WEIGHT, ModelIR
-from .plan_learning import plan_replays
+from .solve.eligibility import PSI
+from .plan_learning import archived_quantities, plan_replays
 from .solve import Solution
 from .solve.propagators import H, ONE
 
@@ -38,6 +39,7 @@ class KernelPlan:
     spiking: bool
     observables: tuple[str, ...] = ()     # written after the states: pop->state[len(states) + k]
     replays: tuple = ()                   # one ReplayPlan per spike port that can learn
+    archived: tuple[str, ...] = ()        # observables the history keeps per step besides psi, L, R
 
 
 class _Printer(C99CodePrinter):
@@ -120,7 +122,10 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         update.append("}")
     else:
         update += normal
-    update += _rk4_lines(solution, printer, held, refractory)
+    archived = archived_quantities(solution)
+    tangent_columns = sorted({q.column for q in archived if q.expression is None},
+                             key=[s.name for s in ir.states].index)
+    update += _rk4_lines(solution, printer, held, refractory, tangent_columns)
     for n in _exact_names(solution) + list(solution.numeric_states):
         update.append(f"s_{n} = n_{n};")
 
@@ -146,6 +151,10 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         psi = pr(ir.spike.surrogate.expression)
         value = f"can_spike ? ({psi}) : 0.0" if refractory else psi
         update.append(f"pop->state[{len(ir.states)}][i] = {value};")
+    # the reset's derivative (reset_gradient kept/full) reads the states before the reset
+    reset_reads = set().union(*(q.expression.free_symbols for q in archived if q.expression is not None))
+    pre_reset = [s for s in ir.states if s.symbol in reset_reads]
+    update += [f"const double pre_{s.name} = s_{s.name};" for s in pre_reset]
     if ir.spike is not None:
         update.append("pop->spiked[i] = 0;")
         guard = "can_spike && " if refractory else ""
@@ -157,6 +166,15 @@ def plan_kernel(solution: Solution) -> KernelPlan:
             update.append(f"    pop->refractory[i] = (int32_t){term(steps)};")
         update.append("    pop->spiked[i] = 1;")
         update.append("}")
+
+    # 3a. what the learning rule archives per step besides psi (solve/eligibility.py's PerStep): the
+    #     derivative of the RK4 step (tangents computed with it) and the reset's derivative
+    at_reset = _Printer({**names, **{s.symbol: f"pre_{s.name}" for s in pre_reset},
+                         OWN_SPIKE: "(double)pop->spiked[i]", PSI: f"pop->state[{len(ir.states)}][i]"})
+    for q in archived:
+        observables.append(q.name)
+        value = f"dy_{q.column}_{q.row}" if q.expression is None else at_reset.doprint(q.expression)
+        update.append(f"pop->state[{len(ir.states) + len(observables) - 1}][i] = {value};   // {q.name}")
 
     # 3b. what a non-spiking model emits (a readout's y), for the error y - y* of the learning engine
     if ir.output is not None:
@@ -210,7 +228,7 @@ def plan_kernel(solution: Solution) -> KernelPlan:
         propagator_states=tuple(str(s) for s in (solution.linear.states + solution.linear.inputs)) if solution.linear else (),
         n_coeff=len(coeffs.exprs), prepare_lines=tuple(prepare), update_lines=tuple(loads + update + stores),
         propagator_lines=tuple(_propagator_lines(solution, printer)), spiking=ir.is_spiking,
-        observables=tuple(observables), replays=replays,
+        observables=tuple(observables), replays=replays, archived=tuple(q.name for q in archived),
     )
 
 
@@ -279,34 +297,56 @@ def _exact_lines(solution: Solution, term, names, held: bool) -> list[str]:
     return lines
 
 
-def _rk4_lines(solution: Solution, printer: _Printer, held: set, refractory: bool) -> list[str]:
+def _rk4_lines(solution: Solution, printer: _Printer, held: set, refractory: bool,
+               tangent_columns: list[str] = ()) -> list[str]:
+    """The RK4 substeps of the numerically integrated states; with tangent_columns, also the
+    derivative of the step by each of those states' values before it (forward mode: the same stages
+    applied to the variational equation, dy_<column>_<state>), what e-prop archives as F."""
     ir = solution.ir
     carried = list(solution.stage_states) + list(solution.numeric_states)
     if not solution.numeric_states:
         return []
     substeps = ir.scheme.substeps
 
+    def guarded(n: str, expr: str) -> str:
+        return f"refractory_now ? 0.0 : ({expr})" if refractory and n in held else expr
+
     def rhs_lines(stage: str, at: dict[str, str]) -> list[str]:
         local = {**printer.names, **{ir.state(n).symbol: at[n] for n in carried}}
         stage_printer = _Printer(local)
+        return [f"    const double {stage}_{n} = {guarded(n, stage_printer.doprint(ir.rhs(n)))};" for n in carried]
+
+    def tangent_lines(stage: str, at: dict[str, str], direction: str) -> list[str]:
+        """d(stage)/d(column) = Df(at) . (the stage point's tangent)"""
+        stage_printer = _Printer({**printer.names, **{ir.state(n).symbol: at[n] for n in carried}})
         out = []
-        for n in carried:
-            expr = stage_printer.doprint(ir.rhs(n))
-            if refractory and n in held:
-                expr = f"refractory_now ? 0.0 : ({expr})"
-            out.append(f"    const double {stage}_{n} = {expr};")
+        for c in tangent_columns:
+            for n in carried:
+                terms = []
+                for m in carried:
+                    d = sp.diff(ir.rhs(n), ir.state(m).symbol)
+                    if d != 0:
+                        terms.append(f"({stage_printer.doprint(d)}) * {direction.format(c=c, n=m)}")
+                out.append(f"    const double d{stage}_{c}_{n} = {guarded(n, ' + '.join(terms) or '0.0')};")
         return out
 
     lines = [f"for (int sub = 0; sub < {substeps}; ++sub) {{  // RK4, {substeps} substep(s) per step",
              f"    const double hs = pop->dt / {substeps};"]
     y = {n: f"y_{n}" for n in carried}
     pre = [f"double y_{n} = s_{n};" for n in carried]
+    pre += [f"double dy_{c}_{n} = {1.0 if c == n else 0.0};" for c in tangent_columns for n in carried]
     lines += rhs_lines("k1", y)
+    lines += tangent_lines("k1", y, "dy_{c}_{n}")
     for stage, prev, frac in (("k2", "k1", "0.5"), ("k3", "k2", "0.5"), ("k4", "k3", "1.0")):
         at = {n: f"t{stage}_{n}" for n in carried}
         lines += [f"    const double t{stage}_{n} = y_{n} + {frac} * hs * {prev}_{n};" for n in carried]
         lines += rhs_lines(stage, at)
+        lines += [f"    const double dt{stage}_{c}_{n} = dy_{c}_{n} + {frac} * hs * d{prev}_{c}_{n};"
+                  for c in tangent_columns for n in carried]
+        lines += tangent_lines(stage, at, f"dt{stage}_{{c}}_{{n}}")
     lines += [f"    y_{n} += hs / 6.0 * (k1_{n} + 2.0 * k2_{n} + 2.0 * k3_{n} + k4_{n});" for n in carried]
+    lines += [f"    dy_{c}_{n} += hs / 6.0 * (dk1_{c}_{n} + 2.0 * dk2_{c}_{n} + 2.0 * dk3_{c}_{n} + dk4_{c}_{n});"
+              for c in tangent_columns for n in carried]
     lines.append("}")
     return pre + lines + [f"n_{n} = y_{n};" for n in solution.numeric_states]
 
@@ -340,6 +380,7 @@ def _symbols_read_by_update(solution: Solution) -> set[sp.Symbol]:
     exprs = [ir.rhs(n) for n in solution.stage_states + solution.numeric_states]
     if ir.output is not None:
         exprs.append(ir.output)
+    exprs += [q.expression for q in archived_quantities(solution) if q.expression is not None]
     if ir.learning is not None:
         exprs += [t.update for t in neuron_traces(ir)]
         if ir.learning.regularisation is not None and not ir.learning.regularisation_per_interval:

@@ -10,7 +10,7 @@ from .paths import resource_dir
 from .plan import KernelPlan
 
 # Bump when the C interface between kernels and engine changes (it is part of every cache key).
-ABI_VERSION = "eprop-gen-abi-3"
+ABI_VERSION = "eprop-gen-abi-4"
 SUPPORT_FILES = ("eg_runtime.h", "eg_math.h")
 LEARNING_FILES = ("eg_eprop.h", "eg_optimizer.h")
 

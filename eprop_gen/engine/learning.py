@@ -139,8 +139,10 @@ class Archive:
 
     def __init__(self, pop, capacity: int, block_steps: int = 0):
         self.pop = pop
-        self.history = plasticity.History(capacity, pop.n, block_layout(pop.model, block_steps))
+        self.history = plasticity.History(capacity, pop.n, block_layout(pop.model, block_steps),
+                                          len(pop.model.archived))
         recordables, observables = pop.model.recordables, pop.model.observables
+        self.extra_states = np.array([recordables.index(name) for name in pop.model.archived], np.int32)
         self.psi_state = recordables.index("psi") if "psi" in observables else -1
         self.reg_state = recordables.index("R") if "R" in observables else -1
         self.output_state = recordables.index("y") if "y" in observables else -1
@@ -174,14 +176,15 @@ class Archive:
         return self.output_state >= 0
 
     def engine_struct(self, keep: list) -> native.EgArchive:
-        keep += [self.history, self.target, self.window, self.spike_count, self.interval_spikes]
+        keep += [self.history, self.target, self.window, self.spike_count, self.interval_spikes, self.extra_states]
         return native.EgArchive(
             pop=self.pop.index, psi_state=self.psi_state, reg_state=self.reg_state,
             output_state=self.output_state, history=ctypes.addressof(self.history.view),
             target_rows=self.target.shape[0], target=pointer(self.target, native.c_real),
             window_rows=self.window.shape[0], window=pointer(self.window, native.c_real),
             target_start=self.target_start, window_start=self.window_start,
-            softmax=int(self.loss == "cross_entropy"),
+            softmax=int(self.loss == "cross_entropy"), n_extra=len(self.extra_states),
+            extra_state=pointer(self.extra_states, ctypes.c_int32),
             spike_count=pointer(self.spike_count, ctypes.c_int64),
             interval_spikes=pointer(self.interval_spikes, ctypes.c_int64),
             count_slots=0 if self.interval_spikes is None else self.interval_spikes.shape[0])

@@ -32,7 +32,7 @@ MAX_TARGETS = 2 ** 31             # neurons a population may have as synapse tar
 MAX_DELAY = 2 ** 15 - 1           # steps
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 6
+ENGINE_ABI = 7
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -116,10 +116,11 @@ class EgArchive(ctypes.Structure):             # eg_archive
         ("target_start", ctypes.c_int64),
         ("window_start", ctypes.c_int64),
         ("softmax", ctypes.c_int32),
-        ("reserved", ctypes.c_int32),
+        ("n_extra", ctypes.c_int32),
         ("spike_count", c_int64_p),       # time-driven engine only
         ("interval_spikes", c_int64_p),
         ("count_slots", ctypes.c_int64),
+        ("extra_state", ctypes.POINTER(ctypes.c_int32)),
     ]
 
 

@@ -50,7 +50,8 @@ class EgHistory(ctypes.Structure):             # eg_history (eg_eprop.h)
     _fields_ = [("capacity", ctypes.c_int64), ("mask", ctypes.c_int64), ("n", ctypes.c_int64),
                 ("psi", c_lreal_p),
                 ("learning_signal", c_lreal_p), ("regularisation", c_lreal_p),
-                ("n_blocks", ctypes.c_int64), ("blocks", ctypes.POINTER(EgBlocks))]
+                ("n_blocks", ctypes.c_int64), ("blocks", ctypes.POINTER(EgBlocks)),
+                ("n_extra", ctypes.c_int64), ("extra", c_lreal_pp)]
 
 
 class EgPlastic(ctypes.Structure):             # eg_plastic (eg_eprop.h)
@@ -131,13 +132,17 @@ class BlockLayout:
 
 class History:
     """psi, L and R of n neurons for the last `capacity` steps: [m % capacity, neuron] holds step m
-    (step-major: the synapses an event reaches share their window's rows, eg_eprop.h); with a
-    BlockLayout also the per-neuron block products of each learning port (eg_blocks)."""
+    (step-major: the synapses an event reaches share their window's rows, eg_eprop.h); `extra`
+    [k][m % capacity, neuron] the model's other archived quantities (CompiledModel.archived: the
+    derivative of an RK4 step, the reset's derivative); with a BlockLayout also the per-neuron block
+    products of each learning port (eg_blocks)."""
 
-    def __init__(self, capacity: int, n: int, blocks: BlockLayout | None = None):
+    def __init__(self, capacity: int, n: int, blocks: BlockLayout | None = None, n_extra: int = 0):
         self.psi = np.zeros((capacity, n), LEARNING_REAL)
         self.learning_signal = np.zeros((capacity, n), LEARNING_REAL)
         self.regularisation = np.zeros((capacity, n), LEARNING_REAL)
+        self.extra = np.zeros((n_extra, capacity, n), LEARNING_REAL)
+        self._extra_rows = (c_lreal_p * max(1, n_extra))(*[pointer(self.extra[k], c_lreal) for k in range(n_extra)])
         self.blocks = blocks
         self.prefix, self.suffix, self.total = [], [], []
         block = blocks.block if blocks else 1
@@ -157,11 +162,12 @@ class History:
         self.view = EgHistory(capacity=capacity, mask=capacity - 1, n=n, psi=pointer(self.psi, c_lreal),
                               learning_signal=pointer(self.learning_signal, c_lreal),
                               regularisation=pointer(self.regularisation, c_lreal),
-                              n_blocks=len(self.prefix), blocks=self._block_structs)
+                              n_blocks=len(self.prefix), blocks=self._block_structs,
+                              n_extra=n_extra, extra=self._extra_rows)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array by name (saved and restored with the network state)."""
-        out = {name: getattr(self, name) for name in ("psi", "learning_signal", "regularisation")}
+        out = {name: getattr(self, name) for name in ("psi", "learning_signal", "regularisation", "extra")}
         for k in range(len(self.prefix)):
             out.update({f"prefix{k}": self.prefix[k], f"suffix{k}": self.suffix[k], f"total{k}": self.total[k]})
         return out
@@ -169,9 +175,11 @@ class History:
     def grown(self, capacity: int, first: int, end: int) -> "History":
         """A longer ring with the rows of steps [first, end) (their block products too)."""
         from .schedule import rehome
-        new = History(capacity, self.psi.shape[1], self.blocks)
+        new = History(capacity, self.psi.shape[1], self.blocks, self.extra.shape[0])
         for name in ("psi", "learning_signal", "regularisation"):
             rehome(getattr(self, name), getattr(new, name), first, end, axis=0)
+        for k in range(self.extra.shape[0]):
+            rehome(self.extra[k], new.extra[k], first, end, axis=0)
         for k in range(len(self.prefix)):
             B = self.blocks.block
             new.prefix[k][:] = self.prefix[k]

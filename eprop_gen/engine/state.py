@@ -110,7 +110,8 @@ def load_network_state(net, state) -> None:
     for index, archive in net._archives.items():
         key = f"archive{index}"
         psi = state[f"{key}/psi"]
-        archive.history = plasticity.History(psi.shape[0], psi.shape[1], archive.history.blocks)
+        archive.history = plasticity.History(psi.shape[0], psi.shape[1], archive.history.blocks,
+                                             archive.history.extra.shape[0])
         for name, array in archive.history.arrays().items():
             np.copyto(array, state[f"{key}/{name}"])
         for name in ("spike_count", "interval_spikes"):

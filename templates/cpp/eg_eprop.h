@@ -59,6 +59,10 @@ typedef struct eg_history {
     eg_lreal* regularisation;  // R[m]
     int64_t n_blocks;          // 0: replays walk; else one eg_blocks per learning port of the model
     eg_blocks* blocks;
+    // the model's other per-step quantities (CompiledModel.archived: derivative of an RK4 step,
+    // the reset's derivative), extra[k] laid out like psi
+    int64_t n_extra;
+    eg_lreal** extra;
 } eg_history;
 
 static inline int64_t eg_history_row(const eg_history* h, int64_t m, int64_t i) {

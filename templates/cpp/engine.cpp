@@ -41,7 +41,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 6
+#define EG_ENGINE_ABI 7
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -124,11 +124,12 @@ typedef struct eg_archive {
     int64_t target_start;
     int64_t window_start;
     int32_t softmax;               // readouts: y normalised over the population (cross-entropy loss)
-    int32_t reserved;
+    int32_t n_extra;               // the model's other archived observables -> history extra rows
     // time-driven engine: spike counts per update interval (the regularisation of that interval)
     int64_t* spike_count;          // [n] spikes since the current interval began
     int64_t* interval_spikes;      // [count_slots][n]: spikes of interval k in row k % count_slots
     int64_t count_slots;
+    const int32_t* extra_state;    // [n_extra] their rows of pop->state
 } eg_archive;
 
 // Learning-signal feedback from a readout population to a recurrent one: B[j * n_readout + k].

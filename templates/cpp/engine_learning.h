@@ -54,6 +54,7 @@ void archive_own(const eg_network* net, const eg_archive& a, const eg_engine_pop
         const int64_t at = history_at(h, step, i);
         h->psi[at] = a.psi_state >= 0 ? state[a.psi_state][i] : eg_real(0);
         h->regularisation[at] = a.reg_state >= 0 ? state[a.reg_state][i] : eg_real(0);
+        for (int32_t k = 0; k < a.n_extra; ++k) h->extra[k][at] = state[a.extra_state[k]][i];
         eg_real error = 0;
         if (a.output_state >= 0 && !a.softmax) {
             const eg_real y = state[a.output_state][i];

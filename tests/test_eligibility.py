@@ -5,6 +5,7 @@ written here by hand; the derivation must reproduce them symbolically."""
 from pathlib import Path
 
 import sympy as sp
+import numpy as np
 import pytest
 
 import eprop_gen as eg
@@ -163,3 +164,30 @@ def test_output_is_only_for_non_spiking_models():
     text = eg.models.path("iaf_psc_delta").read_text() + "\n    output: V_m\n"
     with pytest.raises(eg.ModelError, match="E115"):
         check_source(text)
+
+
+def test_archived_rk4_derivative_equals_finite_differences_of_the_step():
+    """jac[r,c] (what the Izhikevich kernel archives per step, computed alongside the RK4 stages)
+    equals the derivative of the model's own step, measured by central differences: one step of
+    fresh neurons started from the recorded state with c nudged by +-delta."""
+    model = eg.compile_model(eg.models.path("eprop_izhikevich"))
+    dt, delta = 0.1, 1e-5
+    net = eg.Network(dt=dt)
+    pop = net.add_population(model, 3, params={"I_e": [4.0, 10.0, 30.0]})
+    net.simulate(20 * dt)
+    start = {name: pop.get(name).copy() for name in ("v", "u")}
+    net.simulate(dt)
+    for column in ("v", "u"):
+        after = {}
+        for sign in (1, -1):
+            probe = eg.Network(dt=dt)
+            p = probe.add_population(model, 3, params={"I_e": [4.0, 10.0, 30.0]})
+            for name in ("v", "u"):
+                p.set(name, start[name] + (sign * delta if name == column else 0.0))
+            probe.simulate(dt)
+            after[sign] = {name: p.get(name) for name in ("v", "u")}
+        for row in ("v", "u"):
+            measured = (after[1][row] - after[-1][row]) / (2 * delta)
+            archived = pop.get(f"jac[{row},{column}]")
+            np.testing.assert_allclose(archived, measured, rtol=1e-7, atol=1e-9)
+    assert not np.allclose(pop.get("jac[v,v]"), 1.0)          # the quadratic voltage matters

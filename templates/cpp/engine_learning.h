@@ -389,7 +389,8 @@ void deliver_plastic_interval(const eg_network* net, const Shared& shared, int32
 
 // Phase B of the first step of a sample (stamp step+1) for one plastic projection, event-driven
 // samples: every window onto the owned targets is closed like a flush event (history up to
-// stamp - 2, the old sample's last entry with a complete learning signal), its gradient added to
+// stamp - 2, the old sample's last entry with a complete learning signal; a readout's up to
+// stamp - 1, its own error), its gradient added to
 // the batch's sum, and the new sample starts without history. After the batch's last sample the
 // batch optimizer takes its one step (index = samples so far; the mean over the batch).
 void close_sample(const eg_network* net, const Shared& shared, int32_t index, int t, Range r, int64_t step,
@@ -402,7 +403,15 @@ void close_sample(const eg_network* net, const Shared& shared, int32_t index, in
     const int64_t samples = stamp / net->sample_steps;
     const bool batch_end = samples % proj.batch_optimizer->batch_size == 0;
     const int64_t n_source = net->pops[proj.source].n;
-    eg_event_batch batch = event_batch(proj, target, hist, t, stamp);
+    // A readout's row `step` holds its own error already (nothing arrives later), so its windows
+    // close through that row: its gradient then covers the same errors E[0 .. step] as the
+    // learning signals of the recurrent targets' rows (L[m] = B E[m+1], rows up to stamp - 2).
+    const bool readout = net->archives[shared.archive_of[proj.target]].output_state >= 0;
+    if (readout)
+        for (int64_t port = 0; port < hist->n_blocks; ++port)   // the row joins the products now
+            if (hist->blocks[port].advance) hist->blocks[port].advance(target.model, hist, r.lo, r.hi, step);
+    eg_event_batch batch = event_batch(proj, target, hist, t, readout ? stamp + 1 : stamp);
+    batch.oldest_held = stamp - hist->capacity;
     batch.kind = 3;
     batch.multiplicity = 0.0;
     for (int64_t source = 0; source < n_source; ++source) {

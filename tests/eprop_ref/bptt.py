@@ -241,7 +241,8 @@ class _Izhikevich(_Model):
         return h[:, 0] - self.p["V_th"]
 
     def surrogate(self, h):
-        return _piecewise_linear(self.p["V_th"] - h[:, 0], self.p["surrogate_gradient_height"],
+        # centred on V_psi (the upswing's onset), not the cut-off; as the kernel: |V_psi - v|
+        return _piecewise_linear(self.p["V_psi"] - h[:, 0], self.p["surrogate_gradient_height"],
                                  self.p["surrogate_gradient_width"])
 
     def fires(self, h):

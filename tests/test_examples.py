@@ -42,3 +42,13 @@ def test_training_from_python_example(tmp_path):
     out = run("train_from_python.py", str(tmp_path / "run"), "3")
     assert "iteration   2" in out and "test: 64 samples" in out and "recurrent synapses: 9900" in out
     assert (tmp_path / "run" / "weights.npz").is_file()
+
+
+def test_precise_timing_example_writes_its_table_and_plot(tmp_path):
+    png = tmp_path / "timing.png"
+    out = run("precise_timing.py", "--iterations", "30", "--seeds", "1", "--out", str(png))
+    rows = {line.split("(eprop_")[1].split(")")[0] for line in out.splitlines() if "(eprop_" in line}
+    assert rows == {"iaf_stdp", "izhikevich", "iaf"}
+    stdp = next(line for line in out.splitlines() if line.startswith("STDP-aware LIF"))
+    assert stdp.split()[4:7] == ["1", "/", "1"]            # learned within 30 iterations
+    assert png.is_file() and png.stat().st_size > 10_000

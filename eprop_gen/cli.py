@@ -94,6 +94,34 @@ def _export(build_dir: Path, output: Path, force: bool) -> tuple[Path, Path]:
     return output / "model.cpp", library
 
 
+@main.command()
+@click.argument("model")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="NET.toml: a training configuration with an [hls] section (docs/design/hls.md).")
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The project folder to write.")
+@click.option("--steps", type=int, help="Steps the test bench replays (default: one sample of the task).")
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty (files of the same names are replaced).")
+def hls(model: str, config: Path, output: Path, steps: int | None, force: bool) -> None:
+    """Write a Vitis HLS project of a network of MODEL (the recurrent population) described by
+    NET.toml: firmware/ (top function, ap_fixed types from [hls.precision]), a C++ test bench with
+    reference data from the CPU fixed-point simulator, build_prj.tcl for Vitis HLS and csim.sh,
+    which compiles and runs the test bench with g++ (no vendor tools; exit code 0: pass)."""
+    from .hls.config import load_net_config
+    from .hls.project import write_project
+    try:
+        if output.exists() and any(output.iterdir()) and not force:
+            raise EpropGenError(f"{output}: not empty; use --force to write into it (files of the same "
+                                "names are replaced)")
+        net = load_net_config(config, model=str(_model_path(model)) if Path(model).suffix == ".eprop" else model)
+        folder = write_project(net, output, steps=steps)
+    except EpropGenError as e:
+        _fail(e)
+    click.echo(f"HLS project of {net.network.recurrent.model}: {folder}")
+    click.echo(f"  C simulation (g++, no vendor tools): {folder / 'csim.sh'}")
+    click.echo(f"  Vitis HLS: cd {folder} && vitis_hls -f build_prj.tcl")
+
+
 @main.command(name="models")
 def list_models() -> None:
     """List the models shipped with eprop-gen (usable by name in check/compile)."""

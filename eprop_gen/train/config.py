@@ -81,7 +81,7 @@ class Config:
         return self.file.parent
 
 
-_SECTIONS = ("task", "training", "recurrent", "readout", "connections", "optimizer")
+_SECTIONS = ("task", "training", "recurrent", "readout", "connections", "optimizer", "hls")   # [hls]: hls/config.py
 
 
 def load_config(path, overrides: dict | None = None) -> Config:

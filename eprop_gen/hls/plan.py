@@ -1,0 +1,165 @@
+"""plan (FPGA back end): a model's step as typed statements, parameters frozen.
+
+The firmware template prints these statements as ap_fixed C++; the CPU simulator of the on-chip
+network (simulate.py) evaluates the same statements, in float64 or with fixed.py's arithmetic. One
+list, two readers: the C simulation and the CPU fixed-point mode cannot drift apart.
+
+Semantics of a statement `target = expr` (docs/design/hls.md): expr is evaluated exactly (+, -, *,
+Abs, Max(0, .) keep every bit; no division) and quantized once, to the target's quantity type.
+Numbers in expr are named constants with a quantity type of their own (quantized from their double
+value once): factors are coefficients, terms added to or compared with a typed value take that
+value's type.
+
+One step of a neuron (plan.py's order, the CPU kernel's):
+  1. refractory count: a neuron that begins the step refractory counts down and cannot spike;
+  2. propagation: new = sum_c P[x, c] * old_c + P[x, 1] (simultaneous; the exact propagator at the
+     fixed step), states in `held` frozen while refractory;
+  3. adaptation jumps of the previous step's spike;
+  4. the step's summed spike input is added to the port's target;
+  5. psi (0 while refractory), threshold, reset, refractory count.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from ..errors import EpropGenError
+from ..ir import DT, WEIGHT
+from ..solve import Solution
+from ..solve.propagators import H, ONE
+
+
+@dataclass(frozen=True)
+class Constant:
+    name: str                 # the C++ name (k0, k1, ...)
+    quantity: str             # the key of its type in the precision table
+    value: float              # the double it is quantized from
+
+
+@dataclass(frozen=True)
+class Assign:
+    target: str               # a state variable of the kernel or a local
+    quantity: str
+    expr: sp.Expr             # over the kernel's variable symbols and constant symbols
+
+
+@dataclass(frozen=True)
+class NeuronStep:
+    model: str
+    states: tuple[tuple[str, str], ...]         # (state name, quantity), the model's order
+    initial: tuple[float, ...]                  # each state's initial value (parameters frozen)
+    constants: tuple[Constant, ...]
+    propagation: tuple[Assign, ...]             # simultaneous (from the old values)
+    held: tuple[str, ...]                       # frozen while refractory
+    adaptation: tuple[Assign, ...]              # when the previous step spiked
+    input_target: str                           # the state the step's spike input sum is added to
+    psi: Assign | None                          # the pseudo-derivative (spiking models with a surrogate)
+    threshold: sp.Expr | None                   # a relational over states and constants
+    reset: tuple[Assign, ...]                   # in order
+    refractory_steps: int
+    output: Assign | None                       # a readout's y
+
+
+def state_symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def plan_neuron_step(solution: Solution, params: dict[str, float], dt: float, propagator) -> NeuronStep:
+    """params: every parameter's value (frozen); propagator(params, h) -> the exact propagator over
+    solution.linear's states and inputs (CompiledModel.propagator: the numbers the CPU kernel uses)."""
+    ir = solution.ir
+    if solution.numeric_states:
+        raise EpropGenError(f"model '{ir.name}': the FPGA back end needs exactly solved dynamics; "
+                            f"{', '.join(solution.numeric_states)} are integrated numerically")
+    spike = ir.spike
+    if spike is not None and spike.surrogate is not None and spike.surrogate.function != "piecewise_linear":
+        raise EpropGenError(f"model '{ir.name}': on the FPGA only the piecewise_linear surrogate is "
+                            f"supported ({spike.surrogate.function} needs exp or a division)")
+    if len(ir.spike_ports) != 1 or sp.diff(ir.spike_ports[0].increment, WEIGHT) != 1:
+        raise EpropGenError(f"model '{ir.name}': the FPGA back end takes one spike port whose jump is the weight")
+    constants = _Constants()
+    quantity = {s.name: "membrane" for s in ir.states}     # voltages, adaptation, readout outputs
+    frozen = {p.symbol: sp.Float(float(params[p.name])) for p in ir.parameters}
+    frozen[DT] = sp.Float(dt)
+    frozen[H] = sp.Float(dt)
+    states_subs = {s.symbol: state_symbol(s.name) for s in ir.states}
+
+    def typed(expr: sp.Expr, context: str) -> sp.Expr:
+        return _name_numbers(expr.xreplace(frozen).xreplace(states_subs), context, constants)
+
+    # 2. propagation with the CPU kernel's numbers; current inputs are not on chip (0)
+    lin = solution.linear
+    names = [str(s) for s in lin.states]
+    P = np.asarray(propagator(params, dt))
+    propagation = []
+    for r, x in enumerate(names):
+        terms = []
+        for c, y in enumerate(list(lin.states) + list(lin.inputs)):
+            value = float(P[r, c])
+            if value == 0.0:
+                continue
+            if y == ONE:
+                terms.append(constants.symbol(quantity[x], value))       # an offset, in the state's type
+            elif str(y) in names:
+                factor = sp.Integer(1) if value == 1.0 else constants.symbol("coefficient", value)
+                terms.append(factor * state_symbol(str(y)))
+        propagation.append(Assign(x, quantity[x], sp.Add(*terms) if terms else sp.Integer(0)))
+
+    # 3. adaptation: x += c after the next propagation
+    adaptation = tuple(Assign(a.target, quantity[a.target], state_symbol(a.target) + constants.symbol(
+        quantity[a.target], float((a.value - ir.state(a.target).symbol).xreplace(frozen))))
+        for a in (spike.adaptation if spike else ()))
+
+    psi = threshold = None
+    reset: tuple[Assign, ...] = ()
+    refractory = 0
+    if spike is not None:
+        if spike.surrogate is not None:
+            psi = Assign("psi", "psi", typed(spike.surrogate.expression, "membrane"))
+        threshold = typed(spike.condition, "membrane")
+        reset = tuple(Assign(a.target, quantity[a.target], typed(a.value, quantity[a.target])) for a in spike.reset)
+        if spike.refractory_period is not None:
+            refractory = int(round(float(spike.refractory_period.xreplace(frozen)) / dt))
+    output = Assign("y", "membrane", typed(ir.output, "membrane")) if ir.output is not None else None
+    initial = tuple(float(s.initial.xreplace(frozen)) for s in ir.states)
+    return NeuronStep(ir.name, tuple((s.name, quantity[s.name]) for s in ir.states), initial,
+                      constants.table(), tuple(propagation), tuple(spike.held) if spike else (),
+                      adaptation, ir.spike_ports[0].target, psi, threshold, reset, refractory, output)
+
+
+class _Constants:
+    """Named typed constants, one per (quantity, value)."""
+
+    def __init__(self):
+        self.items: dict[tuple[str, float], Constant] = {}
+
+    def symbol(self, quantity: str, value: float) -> sp.Symbol:
+        key = (quantity, float(value))
+        if key not in self.items:
+            self.items[key] = Constant(f"k{len(self.items)}", quantity, float(value))
+        return sp.Symbol(self.items[key].name, real=True)
+
+    def table(self) -> tuple[Constant, ...]:
+        return tuple(self.items.values())
+
+
+def _name_numbers(expr: sp.Expr, context: str, constants: _Constants) -> sp.Expr:
+    """Numbers become typed constants: a factor of a product is a coefficient; a term of a sum or a
+    side of a comparison takes the type of the typed value it meets (`context`). 0 and 1 stay."""
+    if expr.is_Number:
+        value = float(expr)
+        return sp.Integer(int(value)) if value in (0.0, 1.0) else constants.symbol(context, value)
+    if isinstance(expr, sp.Mul):
+        numbers = [a for a in expr.args if a.is_Number]
+        rest = [_name_numbers(a, context, constants) for a in expr.args if not a.is_Number]
+        factor = float(sp.Mul(*numbers)) if numbers else 1.0
+        if factor == 1.0:
+            return sp.Mul(*rest, evaluate=False) if len(rest) > 1 else rest[0]
+        if factor == -1.0:
+            return -sp.Mul(*rest)
+        return sp.Mul(constants.symbol("coefficient", factor), *rest, evaluate=False)
+    if not expr.args:
+        return expr
+    return expr.func(*[_name_numbers(a, context, constants) for a in expr.args], evaluate=False)

@@ -72,10 +72,12 @@ def test_fixed_point_mode_follows_float64_and_the_precision_matters():
 def test_generated_project_passes_its_c_simulation(tmp_path):
     folder = write_project(load_net_config(NET), tmp_path / "prj")
     for name in ("firmware/eprop_top.cpp", "firmware/defines.h", "tb/tb_eprop_top.cpp", "build_prj.tcl",
-                 "csim.sh", "data/expected_spikes.txt"):
+                 "csim.sh", "data/expected_spikes.txt", "README.md"):
         assert (folder / name).is_file(), name
     firmware = (folder / "firmware" / "eprop_top.cpp").read_text()
     assert "#pragma HLS INTERFACE axis port=spikes_in" in firmware and "#pragma HLS PIPELINE" in firmware
+    readme = (folder / "README.md").read_text()
+    assert "void eprop_top(" in readme and "| weight | `ap_fixed<18, 6, AP_RND_CONV, AP_SAT>` |" in readme
     done = subprocess.run([str(folder / "csim.sh")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS: 200 steps, 0 mismatches" in done.stdout

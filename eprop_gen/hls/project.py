@@ -109,7 +109,8 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
              f"firmware/{top}.cpp": render_template("firmware.cpp.j2", **context),
              f"tb/tb_{top}.cpp": render_template("tb.cpp.j2", **context),
              "csim.sh": render_template("csim.sh.j2", **context),
-             "build_prj.tcl": render_template("build_prj.tcl.j2", **context)}
+             "build_prj.tcl": render_template("build_prj.tcl.j2", **context),
+             "README.md": render_template("README.md.j2", **context)}
     weight_type = hls.precision["weight"]
     quantized = [to_double_array(from_double_array(chip.projections[name].weight.ravel(), weight_type), weight_type)
                  for name, *_ in PROJECTIONS]

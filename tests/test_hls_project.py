@@ -113,3 +113,18 @@ def test_what_cannot_go_on_chip_is_refused(tmp_path):
     typo.write_text(NET.read_text() + '\n[hls.precision]\nweights = "ap_fixed<18,6>"\n')
     with pytest.raises(ConfigError, match="did you mean 'weight'"):
         load_net_config(typo)
+
+
+def test_other_precisions_stay_bit_true(tmp_path):
+    """Truncation and wrap-around instead of the defaults' rounding and saturation, narrower
+    membrane and weights: the C simulation still equals the CPU fixed-point simulator."""
+    custom = tmp_path / "net.toml"
+    custom.write_text(NET.read_text() + '\n[hls.precision]\nmembrane = "ap_fixed<16,6>"\n'
+                      'weight = "ap_fixed<10,4,AP_TRN,AP_WRAP>"\ncoefficient = "ap_fixed<14,2,AP_RND,AP_SAT>"\n'
+                      'psi = "ap_fixed<12,2,AP_RND,AP_WRAP>"\n')
+    folder = write_project(load_net_config(custom), tmp_path / "prj", steps=120)
+    assert "typedef ap_fixed<16, 6, AP_TRN, AP_WRAP> membrane_t;" in (folder / "firmware" / "defines.h").read_text()
+    done = subprocess.run([str(folder / "csim.sh")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: 120 steps, 0 mismatches" in done.stdout
+    assert sum(map(int, (folder / "data" / "expected_spikes.txt").read_text().split())) > 50

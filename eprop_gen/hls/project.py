@@ -55,6 +55,10 @@ def on_chip_network(config: Config, dt: float = 1.0) -> OnChipNetwork:
     for name, size, *_ in PROJECTIONS:
         p = built.projections[name]
         n_source = built.task.n_in if name == "input" else config.recurrent.n
+        pairs = np.stack([p.sources, p.targets], axis=1)
+        if len(np.unique(pairs, axis=0)) != len(pairs):
+            raise EpropGenError(f"{config.file}: the {name} projection connects a pair of neurons twice; "
+                                "on the FPGA a source reaches each target at most once")
         projections[name] = Projection.from_lists(n_source, p.sources, p.targets, p.weights)
     batch = built.task.batch(0, 1)
     spikes = np.zeros((built.task.steps, built.task.n_in), bool)

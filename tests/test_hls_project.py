@@ -1,7 +1,8 @@
-"""The FPGA back end (issue 7), forward network: the project `eprop-gen hls` writes compiles with
-g++ against the open ap_fixed headers and its test bench passes (bit-true with the CPU fixed-point
-simulator), the simulator's float64 mode is the CPU engine, and what cannot go on chip is refused
-with a message. (On-chip learning: not built yet; docs/design/hls.md.)"""
+"""The FPGA back end (issue 7): the project `eprop-gen hls` writes compiles with g++ against the open
+ap_fixed headers and its test bench passes — the firmware, learning on chip, agrees bit for bit with
+the CPU fixed-point simulator on every spike, readout value and final weight; the simulator's
+float64 mode is the CPU engine (forward and learning); what cannot go on chip is refused with a
+message."""
 from __future__ import annotations
 
 import subprocess
@@ -69,6 +70,45 @@ def test_fixed_point_mode_follows_float64_and_the_precision_matters():
     assert not np.array_equal(z_narrow, z)                   # 4 fraction bits of weight change the spikes
 
 
+def test_learning_on_chip_in_float64_is_the_cpu_engine():
+    """The on-chip algorithm (simulate_learning, float64) against the CPU engine's event-driven e-prop
+    with per-spike gradient descent (NEST's): same spikes, readouts and weights to round-off."""
+    from eprop_gen.hls.simulate import LearningRule, simulate_learning
+    config = load_net_config(NET).network
+    chip = on_chip_network(config)
+    rule = LearningRule(chip.rule.alpha_rec, chip.rule.alpha_out, chip.rule.kappa, 1e-3, -100.0, 100.0)
+    B = np.random.default_rng(5).normal(0, 0.5, (chip.n_rec, chip.n_out))
+    target = np.sin(np.arange(chip.input_spikes.shape[0])[:, None] / 15.0)
+    z, y, W = simulate_learning(chip.rec, chip.out, chip.n_in, chip.n_rec, chip.n_out, chip.projections, B, rule,
+                                chip.input_spikes, target)
+    net = eg.Network(dt=1.0)
+    rows, senders = np.nonzero(chip.input_spikes)
+    src = net.add_spike_source(chip.n_in, times=rows + 1.0, senders=senders)
+    rec = net.add_population(eg.compile_model(eg.models.path("eprop_iaf")), chip.n_rec,
+                             params=dict(config.recurrent.params, kappa=chip.rule.kappa))
+    out = net.add_population(eg.compile_model(eg.models.path("eprop_readout")), chip.n_out, params=config.readout.params)
+    optimizer = eg.gradient_descent(eta=1e-3, batch_size=1, optimize_each_step=False, w_min=-100.0, w_max=100.0)
+    engine = {}
+    for name, source, target_pop in (("input", src, rec), ("recurrent", rec, rec), ("readout", rec, out)):
+        p = chip.projections[name]
+        s, k = np.nonzero(np.arange(p.target.shape[1])[None, :] < p.count[:, None])
+        engine[name] = (net.connect(source, target_pop, "spikes", eg.Explicit(s, p.target[s, k], weights=p.weight[s, k]),
+                                    plasticity=optimizer), s, k)
+    net.connect_feedback(out, rec, B)
+    net.add_target(out, target)
+    net.record(out, ("y",))
+    net.simulate(chip.input_spikes.shape[0])
+    times, ids = net.spikes(rec)
+    assert z.sum() > 100 and np.array_equal(np.nonzero(z)[1][np.argsort(np.nonzero(z)[0], kind="stable")], ids)
+    np.testing.assert_allclose(y, net.recording(out)["y"], rtol=0, atol=1e-12)
+    for name, (proj, s, k) in engine.items():
+        by_pair = dict(zip(zip(proj.sources.tolist(), proj.targets.tolist()), proj.weights))
+        w_engine = np.array([by_pair[(a, chip.projections[name].target[a, b])] for a, b in zip(s, k)])
+        change = np.abs(w_engine - chip.projections[name].weight[s, k]).max()
+        assert change > 1e-2, name
+        np.testing.assert_allclose(W[name][s, k], w_engine, rtol=0, atol=1e-12 * change)
+
+
 def test_generated_project_passes_its_c_simulation(tmp_path):
     folder = write_project(load_net_config(NET), tmp_path / "prj")
     for name in ("firmware/eprop_top.cpp", "firmware/defines.h", "tb/tb_eprop_top.cpp", "build_prj.tcl",
@@ -80,7 +120,9 @@ def test_generated_project_passes_its_c_simulation(tmp_path):
     assert "void eprop_top(" in readme and "| weight | `ap_fixed<18, 6, AP_RND_CONV, AP_SAT>` |" in readme
     done = subprocess.run([str(folder / "csim.sh")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS: 200 steps, 0 mismatches" in done.stdout
+    assert "PASS: 200 steps" in done.stdout and ", 0 mismatches" in done.stdout
+    changed = int(done.stdout.split(" weights changed")[0].rsplit(" ", 1)[1])
+    assert changed > 50                                       # learning happened on chip
     # the comparison can fail: one wrong expected spike and the test bench says so
     expected = (folder / "data" / "expected_spikes.txt").read_text().split()
     expected[expected.index("1")] = "0"
@@ -104,7 +146,16 @@ def test_what_cannot_go_on_chip_is_refused(tmp_path):
     text = NET.read_text().replace('model = "eprop_iaf"', 'model = "eprop_iaf_stdp"')
     stdp = tmp_path / "stdp.toml"
     stdp.write_text(text.replace("surrogate_gradient_width = 0.6", "surrogate_gradient_width = 0.6, V_reset = 0.0"))
-    write_project(load_net_config(stdp), tmp_path / "ok")               # exactly solved: fine
+    with pytest.raises(eg.EpropGenError, match="on-chip learning is generated for eprop_iaf"):
+        write_project(load_net_config(stdp), tmp_path / "no")
+    cutoff = tmp_path / "cutoff.toml"
+    cutoff.write_text(NET.read_text().replace("tau_m = 20.0, t_ref", "tau_m = 20.0, eprop_isi_trace_cutoff = 100.0, t_ref"))
+    with pytest.raises(eg.EpropGenError, match="eprop_isi_trace_cutoff"):
+        write_project(load_net_config(cutoff), tmp_path / "no2")
+    short = tmp_path / "short.toml"
+    short.write_text(NET.read_text().replace("history = 256", "history = 32"))
+    with pytest.raises(eg.EpropGenError, match="increase \\[hls\\] history"):
+        write_project(load_net_config(short), tmp_path / "no3")
     bad = tmp_path / "bad.toml"
     bad.write_text(NET.read_text() + '\n[hls.precision]\nweight = "ap_fixed<18,6,AP_RND_HALF>"\n')
     with pytest.raises(ConfigError, match=r"\[hls.precision\] weight"):
@@ -126,5 +177,5 @@ def test_other_precisions_stay_bit_true(tmp_path):
     assert "typedef ap_fixed<16, 6, AP_TRN, AP_WRAP> membrane_t;" in (folder / "firmware" / "defines.h").read_text()
     done = subprocess.run([str(folder / "csim.sh")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS: 120 steps, 0 mismatches" in done.stdout
+    assert "PASS: 120 steps" in done.stdout and ", 0 mismatches" in done.stdout
     assert sum(map(int, (folder / "data" / "expected_spikes.txt").read_text().split())) > 50

@@ -20,9 +20,9 @@ from .config import NetConfig
 from .evaluate import Fixed
 from .fixed import from_double_array, to_double_array
 from .plan import NeuronStep, plan_neuron_step
-from .render import (PROJECTIONS, constant_lines, initial_lines, render_template, state_lines,
-                     update_lines)
-from .simulate import Projection, simulate_forward
+from .render import (PROJECTIONS, constant_lines, initial_lines, learning_constant_lines, render_template,
+                     state_lines, update_lines)
+from .simulate import LearningRule, Projection, simulate_learning
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,18 @@ class OnChipNetwork:
     out: NeuronStep
     projections: dict          # "input" / "recurrent" / "readout" -> simulate.Projection
     input_spikes: np.ndarray   # (steps, n_in) bool: the task's first sample (row m emitted in step m)
+    target: np.ndarray         # (steps, n_out): the readouts' target y* in that sample
+    B: np.ndarray              # (n_rec, n_out) feedback weights
+    rule: LearningRule
+
+
+# models whose rule the firmware's replay implements (so far NEST's LIF rule: zbar, ebar, L ebar)
+LEARNING_MODELS = {"recurrent": ("eprop_iaf", "eprop_iaf_psc_delta"), "readout": ("eprop_readout",)}
 
 
 def on_chip_network(config: Config, dt: float = 1.0) -> OnChipNetwork:
     built = build(config, threads=1)
-    steps = {}
+    steps, frozen = {}, {}
     for section, pop in (("recurrent", built.recurrent), ("readout", built.readout)):
         model = pop.model
         values = {}
@@ -49,6 +56,17 @@ def on_chip_network(config: Config, dt: float = 1.0) -> OnChipNetwork:
                 raise EpropGenError(f"{config.file}: [{section}.params] {name}: on the FPGA every neuron "
                                     "of a population has the same parameters (they are frozen into the firmware)")
             values[name] = float(column[0])
+        frozen[section] = values
+        if model.name not in LEARNING_MODELS[section]:
+            raise EpropGenError(f"{config.file}: [{section}] model: on-chip learning is generated for "
+                                f"{', '.join(LEARNING_MODELS[section])} so far, not '{model.name}'")
+        for name in ("eprop_isi_trace_cutoff", "flush_event_send_interval"):
+            if np.isfinite(values.get(name, np.inf)):
+                raise EpropGenError(f"{config.file}: [{section}.params] {name}: the on-chip replay has no "
+                                    "cutoff or flush events yet; leave it at inf (windows are bounded by [hls] history)")
+        if values.get("c_reg", 0.0) != 0.0:
+            raise EpropGenError(f"{config.file}: [{section}.params] c_reg: firing-rate regularisation is not "
+                                "on chip yet; set it to 0")
         solution = check_source(*read_model(_model_path(config, getattr(config, section).model))).solution
         steps[section] = plan_neuron_step(solution, values, dt, model.propagator)
     projections = {}
@@ -64,8 +82,17 @@ def on_chip_network(config: Config, dt: float = 1.0) -> OnChipNetwork:
     spikes = np.zeros((built.task.steps, built.task.n_in), bool)
     rows = np.rint(batch.times / dt).astype(int) - 1
     spikes[rows, batch.senders] = True
+    o = config.optimizer
+    if o.type != "gradient_descent":
+        raise EpropGenError(f"{config.file}: [optimizer] type: on chip the weights take gradient-descent "
+                            f"steps (one per spike); got '{o.type}'")
+    decay = {section: float(pop.model.propagator(frozen[section], dt)[0, 0])
+             for section, pop in (("recurrent", built.recurrent), ("readout", built.readout))}
+    rule = LearningRule(decay["recurrent"], decay["readout"], frozen["recurrent"]["kappa"], o.eta, o.w_min, o.w_max)
+    (feedback,) = built.net._feedbacks
     return OnChipNetwork(built.task.n_in, config.recurrent.n, built.task.n_out, steps["recurrent"],
-                         steps["readout"], projections, spikes)
+                         steps["readout"], projections, spikes, np.asarray(batch.target, float),
+                         feedback.weights.copy(), rule)
 
 
 def _model_path(config: Config, name: str) -> Path:
@@ -82,13 +109,16 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
     chip = on_chip_network(net.network)
     steps = chip.input_spikes.shape[0] if steps is None else int(steps)
     backend = Fixed(hls.precision)
-    spikes, y = simulate_forward(chip.rec, chip.out, chip.n_in, chip.n_rec, chip.n_out, chip.projections,
-                                 chip.input_spikes[:steps], backend)
+    spikes, y, weights = simulate_learning(chip.rec, chip.out, chip.n_in, chip.n_rec, chip.n_out, chip.projections,
+                                           chip.B, chip.rule, chip.input_spikes[:steps], chip.target[:steps],
+                                           backend, history=hls.history)
     out = Path(out)
     for folder in ("firmware", "tb", "data"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     top = hls.top
-    projections = [dict(name=name, n_source=chip.projections[name].count.size, spikes=spike_word, sum=input_sum)
+    projections = [dict(name=name, n_source=chip.projections[name].count.size, spikes=spike_word, sum=input_sum,
+                        kind="rec" if input_sum == "x_rec" else "out",
+                        alpha="learn_alpha_rec" if input_sum == "x_rec" else "learn_alpha_out")
                    for name, _, spike_word, input_sum in PROJECTIONS]
     degrees = [(name, chip.projections[name].target.shape[1]) for name, *_ in PROJECTIONS]
     state = state_lines(chip.rec, "rec", "N_REC") + state_lines(chip.out, "out", "N_OUT")
@@ -102,6 +132,7 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
                    types=[(q, T.cpp) for q, T in hls.precision.items()],
                    index_bits=max(8, int(max(chip.n_in, chip.n_rec, max(d for _, d in degrees)) + 1).bit_length()),
                    constant_lines=constant_lines(chip.rec, "rec") + constant_lines(chip.out, "out"),
+                   learning_constant_lines=learning_constant_lines(chip.rule, chip.B), history=hls.history,
                    state_lines=state, initial_lines=initial_lines(chip.rec, "rec", "N_REC") + initial_lines(chip.out, "out", "N_OUT"),
                    projections=projections, rec_update_lines=update_lines(chip.rec, "rec", "x_rec"),
                    out_update_lines=update_lines(chip.out, "out", "x_out"),
@@ -123,7 +154,9 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
             "data/counts.txt": _numbers(np.concatenate([chip.projections[n].count for n, *_ in PROJECTIONS]), int),
             "data/input_spikes.txt": _numbers(chip.input_spikes[:steps].astype(int).ravel(), int),
             "data/expected_spikes.txt": _numbers(spikes.astype(int).ravel(), int),
-            "data/expected_readout.txt": _numbers(y.ravel())}
+            "data/expected_readout.txt": _numbers(y.ravel()),
+            "data/readout_target.txt": _numbers(chip.target[:steps].ravel()),
+            "data/expected_weights.txt": _numbers(np.concatenate([weights[n].ravel() for n, *_ in PROJECTIONS]))}
     for name, text in {**files, **data}.items():
         (out / name).write_text(text)
     (out / "csim.sh").chmod(0o755)

@@ -75,3 +75,15 @@ def update_lines(step: NeuronStep, prefix: str, input_sum: str) -> list[str]:
     if step.output is not None:
         lines.append("const membrane_t " + cpp_assign(step.output, new))
     return lines
+
+
+def learning_constant_lines(rule, B) -> list[str]:
+    """The learning rule's constants (quantized by ap_fixed from their doubles) and the feedback B."""
+    lines = [f"static const coefficient_t learn_{name} = {value:.17g};"
+             for name, value in (("alpha_rec", rule.alpha_rec), ("alpha_out", rule.alpha_out),
+                                 ("kappa", rule.kappa), ("eta", rule.eta))]
+    lines += [f"static const weight_t learn_w_min = {rule.w_min:.17g};",
+              f"static const weight_t learn_w_max = {rule.w_max:.17g};"]
+    rows = ", ".join("{" + ", ".join(f"{v:.17g}" for v in row) + "}" for row in B)
+    lines.append(f"static const coefficient_t learn_B[N_REC][N_OUT] = {{{rows}}};")
+    return lines

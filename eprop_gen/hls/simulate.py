@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluate import assign, evaluate
-from .plan import NeuronStep
+from ..errors import EpropGenError
+from .evaluate import Float64, assign, evaluate
+from .plan import Constant, NeuronStep
 
 
 @dataclass(frozen=True)
@@ -133,3 +134,111 @@ def _sum_inputs(parts, n_target, backend):
             total = backend.quantize(total + backend.scatter(projection.target[s, :k], weights[s], k, n_target),
                                      "membrane")
     return total
+
+
+@dataclass(frozen=True)
+class LearningRule:
+    """The on-chip learning rule (first version: NEST's eprop_iaf rule with c_reg = 0, infinite
+    cutoff, no flush events; gradient descent once per spike, batch 1)."""
+    alpha_rec: float           # zbar's decay for synapses onto recurrent neurons (their propagator)
+    alpha_out: float           # ... onto readouts
+    kappa: float               # ebar = kappa ebar + e
+    eta: float
+    w_min: float
+    w_max: float
+
+    def w_min_value(self, backend):
+        return backend.from_float(np.array([self.w_min]), "weight")
+
+    def w_max_value(self, backend):
+        return backend.from_float(np.array([self.w_max]), "weight")
+
+
+def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_rec: int, n_out: int,
+                      projections: dict[str, Projection], B: np.ndarray, rule: LearningRule,
+                      input_spikes: np.ndarray, target: np.ndarray, backend=None, history: int | None = None):
+    """The network with event-driven e-prop on chip (the CPU engine's event-driven schedule with
+    per-spike gradient descent, which is NEST's), in float64 or fixed point. Step n:
+      (A) L[n-2] += B[:, k] E_k[n-1], readout after readout (signal type);
+      (B) each source that spiked in step n-1 (stamp n), ascending: its synapses replay the rows
+          [t_last - 1, n - 2] of their targets' history — zbar = alpha zbar + z (trace; the spike
+          with stamp t_last enters one row later), for recurrent targets ebar = kappa ebar + psi
+          zbar (trace) and G = G + L ebar, for readouts G = G + E zbar (gradient) — then take one
+          step w = clamp(w - eta G, w_min, w_max) (weight) and transmit w; the source's first spike
+          only starts its window;
+      (C) neurons update; psi[n] and E[n] = y[n] - y*[n] (signal) are archived.
+    Returns (recurrent spikes (steps, n_rec), readout y (steps, n_out), {projection: weights as
+    float, (n_source, degree)})."""
+    b = backend or Float64()
+    steps = input_spikes.shape[0]
+
+    def const(value, quantity, shape=(1,)):
+        return b.constant(Constant("c", quantity, float(value)), shape)
+
+    rec, out = Population(rec_step, n_rec, b), Population(out_step, n_out, b)
+    alpha = {"rec": const(rule.alpha_rec, "coefficient"), "out": const(rule.alpha_out, "coefficient")}
+    kappa, eta = const(rule.kappa, "coefficient"), const(rule.eta, "coefficient")
+    kinds = {"input": "rec", "recurrent": "rec", "readout": "out"}
+    feedback = [b.from_float(B[:, k], "coefficient") for k in range(n_out)]
+    weights = {k: [b.from_float(p.weight[s, :p.count[s]], "weight") for s in range(p.weight.shape[0])]
+               for k, p in projections.items()}
+    windows = {k: [_Window(b, int(p.count[s])) for s in range(p.weight.shape[0])] for k, p in projections.items()}
+    psi, E = [], []
+    L = [b.from_float(np.zeros(n_rec), "signal") for _ in range(steps)]
+    z_rec, y = np.zeros((steps, n_rec), bool), np.zeros((steps, n_out))
+    previous_in, previous_rec = np.zeros(n_in, bool), np.zeros(n_rec, bool)
+    for n in range(steps):
+        if n >= 2:
+            for k in range(n_out):
+                L[n - 2] = b.quantize(L[n - 2] + feedback[k] * E[n - 1][k:k + 1], "signal")
+        x_rec, x_out = b.from_float(np.zeros(n_rec), "membrane"), b.from_float(np.zeros(n_out), "membrane")
+        for name, spiking in (("input", previous_in), ("recurrent", previous_rec), ("readout", previous_rec)):
+            p, kind = projections[name], kinds[name]
+            for s in np.nonzero(spiking)[0]:
+                k = p.count[s]
+                targets, window = p.target[s, :k], windows[name][s]
+                if window.t_last != 0:
+                    if history is not None and n - window.t_last > history - 2:
+                        raise EpropGenError(f"a window of {n - window.t_last} steps (source {s} of the {name} "
+                                            f"projection, step {n}) does not fit the history of {history} rows "
+                                            "on chip: increase [hls] history")
+                    G = b.from_float(np.zeros(k), "gradient")
+                    zin_next = 1                      # the spike with stamp t_last enters one row later
+                    for m in range(window.t_last - 1, n - 1):
+                        window.zbar = b.quantize(alpha[kind] * window.zbar + b.integer(window.zbuf, (1,)), "trace")
+                        window.zbuf, zin_next = zin_next, 0
+                        if kind == "rec":
+                            window.ebar = b.quantize(kappa * window.ebar + psi[m][targets] * window.zbar, "trace")
+                            G = b.quantize(G + L[m][targets] * window.ebar, "gradient")
+                        else:
+                            G = b.quantize(G + E[m][targets] * window.zbar, "gradient")
+                    w = b.quantize(weights[name][s] - eta * G, "weight")
+                    w = _where(w < rule.w_min_value(b), rule.w_min_value(b), w)
+                    w = _where(w > rule.w_max_value(b), rule.w_max_value(b), w)
+                    weights[name][s] = w
+                window.t_last = n
+                part = b.scatter(targets, weights[name][s], k, n_rec if kind == "rec" else n_out)
+                if kind == "rec":
+                    x_rec = b.quantize(x_rec + part, "membrane")
+                else:
+                    x_out = b.quantize(x_out + part, "membrane")
+        z_rec[n] = rec.update(x_rec)
+        out.update(x_out)
+        psi.append(rec.psi)
+        E.append(b.quantize(out.y - b.from_float(target[n], "membrane"), "signal"))
+        y[n] = b.to_float(out.y)
+        previous_in, previous_rec = input_spikes[n], z_rec[n]
+    dense = {k: np.stack([np.concatenate([b.to_float(row), np.zeros(p.weight.shape[1] - p.count[s])])
+                          for s, row in enumerate(weights[k])]) for k, p in projections.items()}
+    return z_rec, y, dense
+
+
+class _Window:
+    """The replay bookkeeping of one source's synapses onto one population (NEST keeps it per
+    synapse; every synapse of a source sees the same events, so once per source suffices)."""
+
+    def __init__(self, backend, degree: int):
+        self.t_last = 0
+        self.zbuf = 0
+        self.zbar = backend.from_float(np.zeros(1), "trace")
+        self.ebar = backend.from_float(np.zeros(degree), "trace")

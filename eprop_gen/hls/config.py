@@ -18,7 +18,7 @@ else:                                   # pragma: no cover - Python 3.10
 # the quantities with a type of their own, and their defaults (docs/design/hls.md)
 DEFAULT_PRECISION = {
     "membrane": "ap_fixed<24,10,AP_RND_CONV,AP_SAT>",      # membrane potentials, readout outputs
-    "weight": "ap_fixed<18,6,AP_RND_CONV,AP_SAT>",
+    "weight": "ap_fixed<24,6,AP_RND_CONV,AP_SAT>",       # 18 fraction bits: a per-spike step of eta G ~ 1e-4 must not round away
     "psi": "ap_fixed<16,2,AP_RND_CONV,AP_SAT>",            # pseudo-derivative
     "trace": "ap_fixed<24,8,AP_RND_CONV,AP_SAT>",          # zbar, e, ebar, ebar_reg, adaptation traces
     "signal": "ap_fixed<20,6,AP_RND_CONV,AP_SAT>",         # learning signal L, readout error E

@@ -10,7 +10,7 @@ import pytest
 
 import eprop_gen as eg
 from eprop_gen.compiler import check_source, read_model
-from eprop_gen.solve.eligibility import PSI, Unsupported
+from eprop_gen.solve.eligibility import PSI
 from eprop_gen.solve.propagators import H, raw_propagator
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -7,7 +7,11 @@ within a statement is the firmware's.
 
 Step n (the CPU engine's phases, docs/design/learning.md): (B) the spikes of step n-1 (inputs and
 recurrent neurons, ascending source id) are delivered: each adds its synapses' weights to their
-targets' input sums; (C) every neuron takes its step with that sum (plan.NeuronStep)."""
+targets' input sums; (C) every neuron takes its step with that sum (plan.NeuronStep).
+simulate_forward runs the network without learning; simulate_learning adds event-driven e-prop
+(phase A and the replays of phase B; its docstring has the statements), which is what the
+firmware does. The fixed-point mode is slow (Python objects per statement: ~10 ms per step for a
+network of a dozen neurons); it is for checking precisions on small networks."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -103,15 +103,19 @@ def _model_path(config: Config, name: str) -> Path:
     return models.path(name)
 
 
-def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: int = 2) -> Path:
+def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: int = 3) -> Path:
     """The project in `out` (created; existing files of the same names are replaced)."""
     hls = net.hls
     chip = on_chip_network(net.network)
     steps = chip.input_spikes.shape[0] if steps is None else int(steps)
     backend = Fixed(hls.precision)
+    # the test bench's calls: learning on, off, on (each call's `learn`), the state kept between them
+    call_steps = _calls(steps, calls)
+    call_learn = [int(k % 2 == 0) for k in range(len(call_steps))]
+    learn = np.repeat(np.array(call_learn, bool), call_steps)
     spikes, y, weights = simulate_learning(chip.rec, chip.out, chip.n_in, chip.n_rec, chip.n_out, chip.projections,
                                            chip.B, chip.rule, chip.input_spikes[:steps], chip.target[:steps],
-                                           backend, history=hls.history)
+                                           backend, history=hls.history, learn=learn)
     out = Path(out)
     for folder in ("firmware", "tb", "data"):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -138,7 +142,7 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
                    out_update_lines=update_lines(chip.out, "out", "x_out"),
                    n_weights=sum(p.target.size for p in chip.projections.values()),
                    n_sources=sum(p.count.size for p in chip.projections.values()),
-                   steps=steps, calls=_calls(steps, calls), ap_types=str(ap_types_dir()), ap_types_licence=LICENCE,
+                   steps=steps, calls=call_steps, call_learn=call_learn, ap_types=str(ap_types_dir()), ap_types_licence=LICENCE,
                    part=hls.part, clock_ns=hls.clock_ns)
     files = {"firmware/defines.h": render_template("defines.h.j2", **context),
              f"firmware/{top}.cpp": render_template("firmware.cpp.j2", **context),

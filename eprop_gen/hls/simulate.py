@@ -160,7 +160,8 @@ class LearningRule:
 
 def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_rec: int, n_out: int,
                       projections: dict[str, Projection], B: np.ndarray, rule: LearningRule,
-                      input_spikes: np.ndarray, target: np.ndarray, backend=None, history: int | None = None):
+                      input_spikes: np.ndarray, target: np.ndarray, backend=None, history: int | None = None,
+                      learn: np.ndarray | None = None):
     """The network with event-driven e-prop on chip (the CPU engine's event-driven schedule with
     per-spike gradient descent, which is NEST's), in float64 or fixed point. Step n:
       (A) L[n-2] += B[:, k] E_k[n-1], readout after readout (signal type);
@@ -171,6 +172,8 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
           step w = clamp(w - eta G, w_min, w_max) (weight) and transmit w; the source's first spike
           only starts its window;
       (C) neurons update; psi[n] and E[n] = y[n] - y*[n] (signal) are archived.
+    learn[n] False (the firmware's `learn` off in that step's call): a spiking source's window closes
+    without a gradient (zbar, ebar, its last spike forgotten) and its weights stay.
     Returns (recurrent spikes (steps, n_rec), readout y (steps, n_out), {projection: weights as
     float, (n_source, degree)})."""
     b = backend or Float64()
@@ -201,7 +204,9 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
             for s in np.nonzero(spiking)[0]:
                 k = p.count[s]
                 targets, window = p.target[s, :k], windows[name][s]
-                if window.t_last != 0:
+                if learn is not None and not learn[n]:
+                    windows[name][s] = window = _Window(b, int(k))
+                elif window.t_last != 0:
                     if history is not None and n - window.t_last > history - 2:
                         raise EpropGenError(f"a window of {n - window.t_last} steps (source {s} of the {name} "
                                             f"projection, step {n}) does not fit the history of {history} rows "
@@ -220,7 +225,7 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
                     w = _where(w < rule.w_min_value(b), rule.w_min_value(b), w)
                     w = _where(w > rule.w_max_value(b), rule.w_max_value(b), w)
                     weights[name][s] = w
-                window.t_last = n
+                window.t_last = n if learn is None or learn[n] else 0
                 part = b.scatter(targets, weights[name][s], k, n_rec if kind == "rec" else n_out)
                 if kind == "rec":
                     x_rec = b.quantize(x_rec + part, "membrane")

@@ -21,7 +21,7 @@ from .evaluate import Fixed
 from .fixed import from_double_array, to_double_array
 from .plan import NeuronStep, plan_neuron_step
 from .render import (PROJECTIONS, constant_lines, initial_lines, learning_constant_lines, render_template,
-                     state_lines, update_lines)
+                     replay_lines, state_lines, update_lines)
 from .simulate import LearningRule, Projection, simulate_learning
 
 
@@ -121,18 +121,18 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
         (out / folder).mkdir(parents=True, exist_ok=True)
     top = hls.top
     projections = [dict(name=name, n_source=chip.projections[name].count.size, spikes=spike_word, sum=input_sum,
-                        kind="rec" if input_sum == "x_rec" else "out",
+                        replay=replay_lines(name, size, "rec" if input_sum == "x_rec" else "out"),
                         alpha="learn_alpha_rec" if input_sum == "x_rec" else "learn_alpha_out")
-                   for name, _, spike_word, input_sum in PROJECTIONS]
+                   for name, size, spike_word, input_sum in PROJECTIONS]
     degrees = [(name, chip.projections[name].target.shape[1]) for name, *_ in PROJECTIONS]
     state = state_lines(chip.rec, "rec", "N_REC") + state_lines(chip.out, "out", "N_OUT")
-    for name, _ in degrees:
-        size = "N_IN" if name == "input" else "N_REC"
+    for name, size, *_ in PROJECTIONS:
         state += [f"static weight_t {name}_weight[{size}][DEG_{name.upper()}];",
                   f"static index_t {name}_target[{size}][DEG_{name.upper()}];",
                   f"static index_t {name}_count[{size}];"]
     context = dict(source_file=chip.rec.model, top=top, n_in=chip.n_in, n_rec=chip.n_rec, n_out=chip.n_out,
-                   degrees=degrees, refractory_steps=chip.rec.refractory_steps,
+                   degrees=degrees, degrees_text=", ".join(f"{n} {d}" for n, d in degrees),
+                   refractory_steps=chip.rec.refractory_steps,
                    types=[(q, T.cpp) for q, T in hls.precision.items()],
                    index_bits=max(8, int(max(chip.n_in, chip.n_rec, max(d for _, d in degrees)) + 1).bit_length()),
                    constant_lines=constant_lines(chip.rec, "rec") + constant_lines(chip.out, "out"),

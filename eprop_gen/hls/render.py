@@ -87,3 +87,16 @@ def learning_constant_lines(rule, B) -> list[str]:
     rows = ", ".join("{" + ", ".join(f"{v:.17g}" for v in row) + "}" for row in B)
     lines.append(f"static const coefficient_t learn_B[N_REC][N_OUT] = {{{rows}}};")
     return lines
+
+
+def replay_lines(name: str, size: str, kind: str) -> dict[str, list[str]]:
+    """The per-synapse part of a window's replay (the LIF rule: NEST's eprop_iaf / eprop_readout; the
+    same statements as simulate.simulate_learning): state, its reset, the lines around the row loop
+    and one row m of target j (zbar_row[r] in scope, G the gradient sum)."""
+    if kind == "rec":
+        return dict(state_lines=[f"static trace_t {name}_ebar[{size}][DEG_{name.upper()}];"],
+                    clear_lines=[f"for (int k = 0; k < DEG_{name.upper()}; ++k) {name}_ebar[s][k] = 0;"],
+                    load_lines=[f"trace_t ebar = {name}_ebar[s][k];"],
+                    row_lines=["ebar = learn_kappa * ebar + hist_psi[m][j] * zbar_row[r];", "G = G + hist_L[m][j] * ebar;"],
+                    store_lines=[f"{name}_ebar[s][k] = ebar;"])
+    return dict(state_lines=[], clear_lines=[], load_lines=[], row_lines=["G = G + hist_E[m][j] * zbar_row[r];"], store_lines=[])

@@ -22,9 +22,10 @@ import pytest
 
 from eprop_gen.hls.ap_types import ap_types_dir
 from eprop_gen.hls.fixed import (
-    OVERFLOW_MODES, QUANTIZATION_MODES, Exact, ExactArray, FixedType, csim_aborts, difference_type, from_double,
-    from_double_array, maximum, minimum, negation_type, product_type, quantize, quantize_array, sum_type,
-    to_double, to_double_array, where)
+    OVERFLOW_MODES, QUANTIZATION_MODES, Exact, FixedType, csim_aborts, difference_type, from_double,
+    negation_type, product_type, quantize, sum_type, to_double)
+from eprop_gen.hls.fixed_array import (ExactArray, from_double_array, maximum, minimum, quantize_array,
+                                       to_double_array, where)
 
 MODES = [(q, o) for q in QUANTIZATION_MODES for o in OVERFLOW_MODES]
 # (W, I): I > W, I < 0, I = 0, a single bit, the design's defaults, > 53 bits (beyond a double), 64

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .fixed import ExactArray, from_double, maximum
+from .fixed import from_double
+from .fixed_array import ExactArray, maximum
 from .plan import Assign, Constant
 
 

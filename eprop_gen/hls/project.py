@@ -18,7 +18,7 @@ from ..train.trainer import build
 from .ap_types import LICENCE, ap_types_dir
 from .config import NetConfig
 from .evaluate import Fixed
-from .fixed import from_double_array, to_double_array
+from .fixed_array import from_double_array, to_double_array
 from .plan import NeuronStep, plan_neuron_step
 from .render import (PROJECTIONS, constant_lines, initial_lines, learning_constant_lines, render_template,
                      replay_lines, state_lines, update_lines)

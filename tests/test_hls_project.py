@@ -73,10 +73,11 @@ def test_fixed_point_mode_follows_float64_and_the_precision_matters():
 def test_learning_on_chip_in_float64_is_the_cpu_engine():
     """The on-chip algorithm (simulate_learning, float64) against the CPU engine's event-driven e-prop
     with per-spike gradient descent (NEST's): same spikes, readouts and weights to round-off."""
-    from eprop_gen.hls.simulate import LearningRule, simulate_learning
+    import dataclasses
+    from eprop_gen.hls.simulate import simulate_learning
     config = load_net_config(NET).network
     chip = on_chip_network(config)
-    rule = LearningRule(chip.rule.alpha_rec, chip.rule.alpha_out, chip.rule.kappa, 1e-3, -100.0, 100.0)
+    rule = dataclasses.replace(chip.rule, eta=1e-3, w_min=-100.0, w_max=100.0)
     B = np.random.default_rng(5).normal(0, 0.5, (chip.n_rec, chip.n_out))
     target = np.sin(np.arange(chip.input_spikes.shape[0])[:, None] / 15.0)
     z, y, W = simulate_learning(chip.rec, chip.out, chip.n_in, chip.n_rec, chip.n_out, chip.projections, B, rule,
@@ -85,7 +86,7 @@ def test_learning_on_chip_in_float64_is_the_cpu_engine():
     rows, senders = np.nonzero(chip.input_spikes)
     src = net.add_spike_source(chip.n_in, times=rows + 1.0, senders=senders)
     rec = net.add_population(eg.compile_model(eg.models.path("eprop_iaf")), chip.n_rec,
-                             params=dict(config.recurrent.params, kappa=chip.rule.kappa))
+                             params=config.recurrent.params)
     out = net.add_population(eg.compile_model(eg.models.path("eprop_readout")), chip.n_out, params=config.readout.params)
     optimizer = eg.gradient_descent(eta=1e-3, batch_size=1, optimize_each_step=False, w_min=-100.0, w_max=100.0)
     engine = {}
@@ -146,12 +147,16 @@ def test_what_cannot_go_on_chip_is_refused(tmp_path):
     text = NET.read_text().replace('model = "eprop_iaf"', 'model = "eprop_iaf_stdp"')
     stdp = tmp_path / "stdp.toml"
     stdp.write_text(text.replace("surrogate_gradient_width = 0.6", "surrogate_gradient_width = 0.6, V_reset = 0.0"))
-    with pytest.raises(eg.EpropGenError, match="on-chip learning is generated for eprop_iaf"):
+    with pytest.raises(eg.EpropGenError, match="reads quantities archived per step"):
         write_project(load_net_config(stdp), tmp_path / "no")
     cutoff = tmp_path / "cutoff.toml"
-    cutoff.write_text(NET.read_text().replace("tau_m = 20.0, t_ref", "tau_m = 20.0, eprop_isi_trace_cutoff = 100.0, t_ref"))
-    with pytest.raises(eg.EpropGenError, match="eprop_isi_trace_cutoff"):
+    cutoff.write_text(NET.read_text().replace("tau_m = 20.0, t_ref", "tau_m = 20.0, eprop_isi_trace_cutoff = 300.0, t_ref"))
+    with pytest.raises(eg.EpropGenError, match="cannot hold the 300 steps of eprop_isi_trace_cutoff"):
         write_project(load_net_config(cutoff), tmp_path / "no2")
+    adam = tmp_path / "adam.toml"
+    adam.write_text(NET.read_text() + '\n[optimizer]\ntype = "adam"\neta = 1e-3\n')
+    with pytest.raises(eg.EpropGenError, match="gradient-descent steps"):
+        write_project(load_net_config(adam), tmp_path / "no4")
     short = tmp_path / "short.toml"
     short.write_text(NET.read_text().replace("history = 256", "history = 32"))
     with pytest.raises(eg.EpropGenError, match="increase \\[hls\\] history"):

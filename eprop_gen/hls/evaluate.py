@@ -25,6 +25,10 @@ class Float64:
     def integer(self, k: int, shape):
         return np.full(shape, float(k))
 
+    def from_bits(self, bits):
+        """0/1 per element (a spike) as a value of the arithmetic."""
+        return np.asarray(bits, dtype=np.float64)
+
     def quantize(self, value, quantity: str):
         return np.asarray(value, dtype=np.float64)
 
@@ -93,6 +97,42 @@ def assign(statement: Assign, env: dict, constants: dict[str, Constant], backend
     return backend.quantize(evaluate(statement.expr, env, constants, backend, shape), statement.quantity)
 
 
+def compile_assign(statement: Assign, constants: dict[str, Constant], backend):
+    """assign() with the expression walk done once: f(env, shape) -> the quantized value (the
+    simulator runs the same statements for every step and every replayed row)."""
+    value = compile_expr(statement.expr, constants, backend)
+    quantity = statement.quantity
+    return lambda env, shape: backend.quantize(value(env, shape), quantity)
+
+
+def compile_expr(expr: sp.Expr, constants: dict[str, Constant], backend):
+    """evaluate() as a closure f(env, shape); constants are made once per shape."""
+    if isinstance(expr, sp.Symbol) or expr.is_Integer:
+        name = expr.name if isinstance(expr, sp.Symbol) else None
+        cache: dict = {}
+
+        def leaf(env, shape):
+            if name in env:
+                return env[name]
+            if shape not in cache:
+                cache[shape] = backend.constant(constants[name], shape) if name is not None \
+                    else backend.integer(int(expr), shape)
+            return cache[shape]
+        return leaf
+    if isinstance(expr, (sp.Add, sp.Mul)):
+        parts = [compile_expr(a, constants, backend) for a in expr.args]
+        add = isinstance(expr, sp.Add)
+
+        def combine(env, shape):
+            out = parts[0](env, shape)
+            for part in parts[1:]:
+                out = out + part(env, shape) if add else out * part(env, shape)
+            return out
+        return combine
+    # the rest (Abs, Max, powers, comparisons) is rare: evaluate's walk
+    return lambda env, shape: evaluate(expr, env, constants, backend, shape)
+
+
 class Fixed:
     """ap_fixed arithmetic (fixed.py): exact + - * Abs Max, one quantization per assignment."""
 
@@ -105,6 +145,9 @@ class Fixed:
 
     def integer(self, k: int, shape):
         return ExactArray(np.full(shape, k, dtype=np.int64), 0)
+
+    def from_bits(self, bits):
+        return ExactArray(np.asarray(bits, dtype=np.int64), 0, 1)
 
     def quantize(self, value, quantity: str):
         T = self.precision[quantity]

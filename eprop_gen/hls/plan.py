@@ -60,6 +60,12 @@ class NeuronStep:
     reset: tuple[Assign, ...]                   # in order
     refractory_steps: int
     output: Assign | None                       # a readout's y
+    # learning (spiking models): per-neuron traces (simultaneous, after the spike; `z` = this step's
+    # spike), the regularisation signal R from their new values (archived per step), and the flush
+    # interval in steps (0: never; NEST's flush_event_send_interval)
+    neuron_traces: tuple[Assign, ...] = ()
+    regularisation: Assign | None = None
+    flush_steps: int = 0
 
 
 def state_symbol(name: str) -> sp.Symbol:
@@ -79,7 +85,7 @@ def plan_neuron_step(solution: Solution, params: dict[str, float], dt: float, pr
                             f"supported ({spike.surrogate.function} needs exp or a division)")
     if len(ir.spike_ports) != 1 or sp.diff(ir.spike_ports[0].increment, WEIGHT) != 1:
         raise EpropGenError(f"model '{ir.name}': the FPGA back end takes one spike port whose jump is the weight")
-    constants = _Constants()
+    constants = Constants()
     quantity = {s.name: "membrane" for s in ir.states}     # voltages, adaptation, readout outputs
     frozen = {p.symbol: sp.Float(float(params[p.name])) for p in ir.parameters}
     frozen[DT] = sp.Float(dt)
@@ -87,7 +93,7 @@ def plan_neuron_step(solution: Solution, params: dict[str, float], dt: float, pr
     states_subs = {s.symbol: state_symbol(s.name) for s in ir.states}
 
     def typed(expr: sp.Expr, context: str) -> sp.Expr:
-        return _name_numbers(expr.xreplace(frozen).xreplace(states_subs), context, constants)
+        return name_numbers(expr.xreplace(frozen).xreplace(states_subs), context, constants)
 
     # 2. propagation with the CPU kernel's numbers; current inputs are not on chip (0)
     lin = solution.linear
@@ -124,28 +130,56 @@ def plan_neuron_step(solution: Solution, params: dict[str, float], dt: float, pr
             refractory = int(round(float(spike.refractory_period.xreplace(frozen)) / dt))
     output = Assign("y", "membrane", typed(ir.output, "membrane")) if ir.output is not None else None
     initial = tuple(float(s.initial.xreplace(frozen)) for s in ir.states)
+    traces, regularisation, flush = _neuron_learning(ir, frozen, dt, constants)
     return NeuronStep(ir.name, tuple((s.name, quantity[s.name]) for s in ir.states), initial,
                       constants.table(), tuple(propagation), tuple(spike.held) if spike else (),
-                      adaptation, ir.spike_ports[0].target, psi, threshold, reset, refractory, output)
+                      adaptation, ir.spike_ports[0].target, psi, threshold, reset, refractory, output,
+                      traces, regularisation, flush)
 
 
-class _Constants:
-    """Named typed constants, one per (quantity, value)."""
+def _neuron_learning(ir, frozen: dict, dt: float, constants: "Constants"):
+    """(per-neuron traces, R, flush interval in steps) of a spiking model's learning section. A rate
+    trace is of the trace type, R of the signal type (it is added to L's products in the replay).
+    R that freezes to 0 (c_reg = 0) and the traces only it read are left out."""
+    learning = ir.learning
+    if learning is None or not ir.is_spiking:
+        return (), None, 0
+    if learning.regularisation_per_interval:
+        raise EpropGenError(f"model '{ir.name}': a regularisation per update interval belongs to the "
+                            "time-driven engine; on the FPGA the rule is event-driven")
+    names = {t.symbol: state_symbol(t.name) for t in learning.traces if not t.per_synapse}
+    regularisation = None
+    if learning.regularisation is not None:
+        value = learning.regularisation.xreplace(frozen).xreplace(names)
+        if value != 0:
+            regularisation = Assign("R", "signal", name_numbers(value, "signal", constants))
+    traces = tuple(Assign(t.name, "trace", name_numbers(t.update.xreplace(frozen).xreplace(names), "trace", constants))
+                   for t in learning.traces if not t.per_synapse) if regularisation is not None else ()
+    flush = 0
+    if learning.flush is not None:
+        steps = float(learning.flush.xreplace(frozen)) / dt
+        flush = int(np.floor(steps + 0.5)) if np.isfinite(steps) else 0     # the CPU engine's llround
+    return traces, regularisation, flush
 
-    def __init__(self):
+
+class Constants:
+    """Named typed constants, one per (quantity, value): prefix0, prefix1, ..."""
+
+    def __init__(self, prefix: str = "k"):
+        self.prefix = prefix
         self.items: dict[tuple[str, float], Constant] = {}
 
     def symbol(self, quantity: str, value: float) -> sp.Symbol:
         key = (quantity, float(value))
         if key not in self.items:
-            self.items[key] = Constant(f"k{len(self.items)}", quantity, float(value))
+            self.items[key] = Constant(f"{self.prefix}{len(self.items)}", quantity, float(value))
         return sp.Symbol(self.items[key].name, real=True)
 
     def table(self) -> tuple[Constant, ...]:
         return tuple(self.items.values())
 
 
-def _name_numbers(expr: sp.Expr, context: str, constants: _Constants) -> sp.Expr:
+def name_numbers(expr: sp.Expr, context: str, constants: Constants) -> sp.Expr:
     """Numbers become typed constants: a factor of a product is a coefficient; a term of a sum or a
     side of a comparison takes the type of the typed value it meets (`context`). 0 and 1 stay."""
     if expr.is_Number:
@@ -153,7 +187,7 @@ def _name_numbers(expr: sp.Expr, context: str, constants: _Constants) -> sp.Expr
         return sp.Integer(int(value)) if value in (0.0, 1.0) else constants.symbol(context, value)
     if isinstance(expr, sp.Mul):
         numbers = [a for a in expr.args if a.is_Number]
-        rest = [_name_numbers(a, context, constants) for a in expr.args if not a.is_Number]
+        rest = [name_numbers(a, context, constants) for a in expr.args if not a.is_Number]
         factor = float(sp.Mul(*numbers)) if numbers else 1.0
         if factor == 1.0:
             return sp.Mul(*rest, evaluate=False) if len(rest) > 1 else rest[0]
@@ -162,4 +196,4 @@ def _name_numbers(expr: sp.Expr, context: str, constants: _Constants) -> sp.Expr
         return sp.Mul(constants.symbol("coefficient", factor), *rest, evaluate=False)
     if not expr.args:
         return expr
-    return expr.func(*[_name_numbers(a, context, constants) for a in expr.args], evaluate=False)
+    return expr.func(*[name_numbers(a, context, constants) for a in expr.args], evaluate=False)

@@ -20,8 +20,9 @@ from .config import NetConfig
 from .evaluate import Fixed
 from .fixed_array import from_double_array, to_double_array
 from .plan import NeuronStep, plan_neuron_step
-from .render import (PROJECTIONS, constant_lines, initial_lines, learning_constant_lines, render_template,
-                     replay_lines, state_lines, update_lines)
+from .plan_replay import POW_BITS, plan_replay_step
+from .render import (PROJECTIONS, constant_lines, history_lines, initial_lines, learning_constant_lines,
+                     render_template, replay_lines, state_lines, update_lines)
 from .simulate import LearningRule, Projection, simulate_learning
 
 
@@ -40,13 +41,9 @@ class OnChipNetwork:
     rule: LearningRule
 
 
-# models whose rule the firmware's replay implements (so far NEST's LIF rule: zbar, ebar, L ebar)
-LEARNING_MODELS = {"recurrent": ("eprop_iaf", "eprop_iaf_psc_delta"), "readout": ("eprop_readout",)}
-
-
 def on_chip_network(config: Config, dt: float = 1.0) -> OnChipNetwork:
     built = build(config, threads=1)
-    steps, frozen = {}, {}
+    steps, replays = {}, {}
     for section, pop in (("recurrent", built.recurrent), ("readout", built.readout)):
         model = pop.model
         values = {}
@@ -56,19 +53,12 @@ def on_chip_network(config: Config, dt: float = 1.0) -> OnChipNetwork:
                 raise EpropGenError(f"{config.file}: [{section}.params] {name}: on the FPGA every neuron "
                                     "of a population has the same parameters (they are frozen into the firmware)")
             values[name] = float(column[0])
-        frozen[section] = values
-        if model.name not in LEARNING_MODELS[section]:
-            raise EpropGenError(f"{config.file}: [{section}] model: on-chip learning is generated for "
-                                f"{', '.join(LEARNING_MODELS[section])} so far, not '{model.name}'")
-        for name in ("eprop_isi_trace_cutoff", "flush_event_send_interval"):
-            if np.isfinite(values.get(name, np.inf)):
-                raise EpropGenError(f"{config.file}: [{section}.params] {name}: the on-chip replay has no "
-                                    "cutoff or flush events yet; leave it at inf (windows are bounded by [hls] history)")
-        if values.get("c_reg", 0.0) != 0.0:
-            raise EpropGenError(f"{config.file}: [{section}.params] c_reg: firing-rate regularisation is not "
-                                "on chip yet; set it to 0")
         solution = check_source(*read_model(_model_path(config, getattr(config, section).model))).solution
-        steps[section] = plan_neuron_step(solution, values, dt, model.propagator)
+        try:
+            steps[section] = plan_neuron_step(solution, values, dt, model.propagator)
+            replays[section] = plan_replay_step(solution, values, dt)
+        except EpropGenError as error:
+            raise EpropGenError(f"{config.file}: [{section}] model: {error}") from None
     projections = {}
     for name, size, *_ in PROJECTIONS:
         p = built.projections[name]
@@ -86,9 +76,7 @@ def on_chip_network(config: Config, dt: float = 1.0) -> OnChipNetwork:
     if o.type != "gradient_descent":
         raise EpropGenError(f"{config.file}: [optimizer] type: on chip the weights take gradient-descent "
                             f"steps (one per spike); got '{o.type}'")
-    decay = {section: float(pop.model.propagator(frozen[section], dt)[0, 0])
-             for section, pop in (("recurrent", built.recurrent), ("readout", built.readout))}
-    rule = LearningRule(decay["recurrent"], decay["readout"], frozen["recurrent"]["kappa"], o.eta, o.w_min, o.w_max)
+    rule = LearningRule(replays["recurrent"], replays["readout"], o.eta, o.w_min, o.w_max)
     (feedback,) = built.net._feedbacks
     return OnChipNetwork(built.task.n_in, config.recurrent.n, built.task.n_out, steps["recurrent"],
                          steps["readout"], projections, spikes, np.asarray(batch.target, float),
@@ -108,6 +96,12 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
     hls = net.hls
     chip = on_chip_network(net.network)
     steps = chip.input_spikes.shape[0] if steps is None else int(steps)
+    for kind, step in (("recurrent", chip.rule.rec), ("readout", chip.rule.out)):
+        if step.cutoff_steps is not None and step.cutoff_steps > hls.history - 2:
+            raise EpropGenError(f"{net.network.file}: [hls] history = {hls.history} rows cannot hold the "
+                                f"{step.cutoff_steps} steps of eprop_isi_trace_cutoff of the {kind} neurons' "
+                                f"replays; increase [hls] history to at least {step.cutoff_steps + 2} "
+                                "(a power of two)")
     backend = Fixed(hls.precision)
     # the test bench's calls: learning on, off, on (each call's `learn`), the state kept between them
     call_steps = _calls(steps, calls)
@@ -120,10 +114,11 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
     for folder in ("firmware", "tb", "data"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     top = hls.top
-    projections = [dict(name=name, n_source=chip.projections[name].count.size, spikes=spike_word, sum=input_sum,
-                        replay=replay_lines(name, size, "rec" if input_sum == "x_rec" else "out"),
-                        alpha="learn_alpha_rec" if input_sum == "x_rec" else "learn_alpha_out")
-                   for name, size, spike_word, input_sum in PROJECTIONS]
+    kinds = {"x_rec": "rec", "x_out": "out"}
+    steps_of = {"rec": chip.rule.rec, "out": chip.rule.out}
+    projections = [dict(name=name, n_source=chip.projections[name].count.size, spike=spike, flush=flush, sum=input_sum,
+                        replay=replay_lines(name, size, kinds[input_sum], steps_of[kinds[input_sum]]))
+                   for name, size, spike, flush, input_sum in PROJECTIONS]
     degrees = [(name, chip.projections[name].target.shape[1]) for name, *_ in PROJECTIONS]
     state = state_lines(chip.rec, "rec", "N_REC") + state_lines(chip.out, "out", "N_OUT")
     for name, size, *_ in PROJECTIONS:
@@ -143,7 +138,7 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
                    n_weights=sum(p.target.size for p in chip.projections.values()),
                    n_sources=sum(p.count.size for p in chip.projections.values()),
                    steps=steps, calls=call_steps, call_learn=call_learn, ap_types=str(ap_types_dir()), ap_types_licence=LICENCE,
-                   part=hls.part, clock_ns=hls.clock_ns)
+                   part=hls.part, clock_ns=hls.clock_ns, pow_bits=POW_BITS, **history_lines(chip.rule))
     files = {"firmware/defines.h": render_template("defines.h.j2", **context),
              f"firmware/{top}.cpp": render_template("firmware.cpp.j2", **context),
              f"tb/tb_{top}.cpp": render_template("tb.cpp.j2", **context),

@@ -8,10 +8,27 @@ import jinja2
 
 from ..paths import resource_dir
 from .plan import NeuronStep
+from .plan_replay import pow_table
 from .printer import cpp_assign, cpp_constant, cpp_expr
+from .simulate import NEVER
 
-PROJECTIONS = (("input", "N_IN", "previous_in", "x_rec"), ("recurrent", "N_REC", "previous_rec", "x_rec"),
-               ("readout", "N_REC", "previous_rec", "x_out"))
+# name, sources, its spike and flush event of the previous step, the input sum it adds to
+PROJECTIONS = (("input", "N_IN", "previous_in[s]", "false", "x_rec"),
+               ("recurrent", "N_REC", "previous_rec[s]", "previous_flush[s]", "x_rec"),
+               ("readout", "N_REC", "previous_rec[s]", "previous_flush[s]", "x_out"))
+
+
+def history_lines(rule) -> dict[str, list[str]]:
+    """The history rings (what the replays read), their clearing and the recurrent neurons'
+    archiving of step n (R only when a replay reads it)."""
+    rings = [("hist_psi", "psi", "N_REC", "psi"), ("hist_L", "signal", "N_REC", None),
+             ("hist_E", "signal", "N_OUT", None)]
+    if "R" in rule.rec.reads:
+        rings.append(("hist_R", "signal", "N_REC", "R"))
+    archive = [f"{name}[n & (H - 1)][i] = {value or 0};" for name, _, size, value in rings if size == "N_REC"]
+    return dict(history_lines=[f"static {quantity}_t {name}[H][{size}];" for name, quantity, size, _ in rings],
+                history_clear_lines=[f"for (int i = 0; i < {size}; ++i) {name}[m][i] = 0;" for name, _, size, _ in rings],
+                archive_lines=archive)
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,6 +50,9 @@ def state_lines(step: NeuronStep, prefix: str, size: str) -> list[str]:
     if step.threshold is not None:
         lines += [f"static ap_uint<{max(1, step.refractory_steps.bit_length())}> {prefix}_refractory[{size}];",
                   f"static bool {prefix}_spiked[{size}];", f"static psi_t {prefix}_psi[{size}];"]
+    lines += [f"static {a.quantity}_t {prefix}_{a.target}[{size}];" for a in step.neuron_traces]
+    if step.flush_steps:
+        lines.append(f"static long long {prefix}_last_event[{size}];   // step of the last spike or flush (0: none)")
     return lines
 
 
@@ -40,6 +60,9 @@ def initial_lines(step: NeuronStep, prefix: str, size: str) -> list[str]:
     body = [f"{prefix}_{name}[i] = {value:.17g};" for (name, _), value in zip(step.states, step.initial)]
     if step.threshold is not None:
         body += [f"{prefix}_refractory[i] = 0;", f"{prefix}_spiked[i] = false;", f"{prefix}_psi[i] = 0;"]
+    body += [f"{prefix}_{a.target}[i] = 0;" for a in step.neuron_traces]
+    if step.flush_steps:
+        body.append(f"{prefix}_last_event[i] = 0;")
     return [f"for (int i = 0; i < {size}; ++i) {{"] + ["    " + line for line in body] + ["}"]
 
 
@@ -74,29 +97,79 @@ def update_lines(step: NeuronStep, prefix: str, input_sum: str) -> list[str]:
         lines += [f"{prefix}_spiked[i] = spike;", f"{prefix}_psi[i] = psi;"]
     if step.output is not None:
         lines.append("const membrane_t " + cpp_assign(step.output, new))
-    return lines
+    return lines + (_learning_lines(step, prefix, constants) if spiking else [])
+
+
+def _learning_lines(step: NeuronStep, prefix: str, constants: dict[str, str]) -> list[str]:
+    """After a spiking neuron's step: its per-neuron traces from this step's spike (simultaneous),
+    R from their new values, and whether it sends a flush event (`flush`)."""
+    old = {**constants, "z": "ap_uint<1>(spike)", **{a.target: f"{prefix}_{a.target}[i]" for a in step.neuron_traces}}
+    lines = [f"const {a.quantity}_t new_{a.target} = {cpp_expr(a.expr, old)};" for a in step.neuron_traces]
+    lines += [f"{prefix}_{a.target}[i] = new_{a.target};" for a in step.neuron_traces]
+    if step.regularisation is not None:
+        new = {**constants, **{a.target: f"new_{a.target}" for a in step.neuron_traces}}
+        lines.append("const signal_t " + cpp_assign(step.regularisation, new))
+    if not step.flush_steps:
+        return lines + ["const bool flush = false;"]
+    # NEST: a neuron that spiked (in a step > 0) and then stayed silent for the interval
+    return lines + ["bool flush = false;",
+                    f"if (spike) {prefix}_last_event[i] = n;",
+                    f"else if ({prefix}_last_event[i] > 0 && n - {prefix}_last_event[i] >= {step.flush_steps}) {{",
+                    "    flush = true;", f"    {prefix}_last_event[i] = n;", "}"]
 
 
 def learning_constant_lines(rule, B) -> list[str]:
-    """The learning rule's constants (quantized by ap_fixed from their doubles) and the feedback B."""
-    lines = [f"static const coefficient_t learn_{name} = {value:.17g};"
-             for name, value in (("alpha_rec", rule.alpha_rec), ("alpha_out", rule.alpha_out),
-                                 ("kappa", rule.kappa), ("eta", rule.eta))]
-    lines += [f"static const weight_t learn_w_min = {rule.w_min:.17g};",
-              f"static const weight_t learn_w_max = {rule.w_max:.17g};"]
+    """The learning rule's constants (quantized by ap_fixed from their doubles): per target kind
+    its replay's constants, decay tables and cutoff; eta, the weight bounds and the feedback B."""
+    lines = [f"static const coefficient_t learn_eta = {rule.eta:.17g};",
+             f"static const weight_t learn_w_min = {rule.w_min:.17g};",
+             f"static const weight_t learn_w_max = {rule.w_max:.17g};"]
+    for kind, step in (("rec", rule.rec), ("out", rule.out)):
+        lines += [cpp_constant(c, f"learn_{kind}_") for c in step.constants]
+        lines += [f"static const coefficient_t learn_{kind}_pow{t}[POW_BITS] = {{"
+                  + ", ".join(f"{v:.17g}" for v in pow_table(base)) + "};" for t, base in enumerate(step.pow_bases)]
+        cutoff = NEVER if step.cutoff_steps is None else step.cutoff_steps
+        settle = 0 if step.cutoff_steps is None else max(1, step.cutoff_steps)
+        lines += [f"static const long long learn_{kind}_cutoff = {cutoff}LL;   // rows replayed per window at most",
+                  f"static const long long learn_{kind}_settle = {settle}LL;   // replay a window this old (0: never)"]
     rows = ", ".join("{" + ", ".join(f"{v:.17g}" for v in row) + "}" for row in B)
     lines.append(f"static const coefficient_t learn_B[N_REC][N_OUT] = {{{rows}}};")
     return lines
 
 
-def replay_lines(name: str, size: str, kind: str) -> dict[str, list[str]]:
-    """The per-synapse part of a window's replay (the LIF rule: NEST's eprop_iaf / eprop_readout; the
-    same statements as simulate.simulate_learning): state, its reset, the lines around the row loop
-    and one row m of target j (zbar_row[r] in scope, G the gradient sum)."""
-    if kind == "rec":
-        return dict(state_lines=[f"static trace_t {name}_ebar[{size}][DEG_{name.upper()}];"],
-                    clear_lines=[f"for (int k = 0; k < DEG_{name.upper()}; ++k) {name}_ebar[s][k] = 0;"],
-                    load_lines=[f"trace_t ebar = {name}_ebar[s][k];"],
-                    row_lines=["ebar = learn_kappa * ebar + hist_psi[m][j] * zbar_row[r];", "G = G + hist_L[m][j] * ebar;"],
-                    store_lines=[f"{name}_ebar[s][k] = ebar;"])
-    return dict(state_lines=[], clear_lines=[], load_lines=[], row_lines=["G = G + hist_E[m][j] * zbar_row[r];"], store_lines=[])
+def replay_lines(name: str, size: str, kind: str, step) -> dict[str, list[str]]:
+    """The lines of projection `name`'s window replay (replay_<name> in the firmware) from its
+    target's ReplayStep: state, its reset, the presynaptic rows, one row of one synapse and the
+    decay past the cutoff. Locals carry the statements' names (eps_V_m, ebar, G, psi, L, R, zin)."""
+    degree = f"DEG_{name.upper()}"
+    constants = {c.name: f"learn_{kind}_{c.name}" for c in step.constants}
+    pre, syn = step.presynaptic_names, step.synaptic
+    history = {"psi": ("psi_t", "hist_psi"), "L": ("signal_t", "hist_L" if kind == "rec" else "hist_E"),
+               "R": ("signal_t", "hist_R")}
+    state = [f"static trace_t {name}_pre_{x}[{size}];" for x in pre]
+    state += [f"static trace_t {name}_{x}[{size}][{degree}];" for x in syn]
+    state.append(f"static gradient_t {name}_G[{size}][{degree}];")
+    clear = [f"{name}_pre_{x}[s] = 0;" for x in pre]
+    clear += [f"for (int k = 0; k < {degree}; ++k) {{ " + " ".join(f"{name}_{x}[s][k] = 0;" for x in (*syn, "G")) + " }"]
+
+    def statement(a) -> str:
+        declared = a.target in syn or a.target in pre or a.target == "G"
+        return ("" if declared else f"{a.quantity}_t ") + cpp_assign(a, constants)
+
+    by_table = {t: f"f{t}" for t in range(len(step.pow_bases))}
+    return dict(
+        state_lines=state, clear_lines=clear,
+        pre_load_lines=[f"trace_t {x} = {name}_pre_{x}[s];" for x in pre],
+        pre_row_declare_lines=[f"trace_t pre_row_{x}[H];" for x in pre],
+        pre_row_lines=[statement(a) for a in step.presynaptic] + [f"pre_row_{x}[r] = {x};" for x in pre],
+        pre_store_lines=[f"{name}_pre_{x}[s] = {x};" for x in pre],
+        syn_load_lines=[f"trace_t {x} = {name}_{x}[s][k];" for x in syn]
+        + [f"gradient_t G = {name}_G[s][k];", "if (fresh) G = 0;"],
+        row_lines=[f"const trace_t {x} = pre_row_{x}[r];" for x in pre]
+        + [f"const {history[x][0]} {x} = {history[x][1]}[m][j];" for x in step.reads]
+        + [statement(a) for a in step.row],
+        factor_lines=[f"const coefficient_t f{t} = eg_pow(learn_{kind}_pow{t}, n_decay);" for t in by_table],
+        pre_decay_lines=[f"{name}_pre_{x}[s] = {name}_pre_{x}[s] * {by_table[t]};" for x, t in step.decay if x in pre],
+        syn_decay_lines=[f"{x} = {x} * {by_table[t]};" for x, t in step.decay if x in syn],
+        syn_store_lines=[f"{name}_{x}[s][k] = {x};" for x in syn] + [f"{name}_G[s][k] = G;"],
+        cutoff=f"learn_{kind}_cutoff", settle=f"learn_{kind}_settle")

@@ -21,6 +21,7 @@ from eprop_gen.hls.simulate import simulate_forward
 from eprop_gen.train.config import ConfigError
 
 NET = Path(__file__).parent / "hls" / "net.toml"
+NET_ADAPT = Path(__file__).parent / "hls" / "net_adapt.toml"    # adaptive, cutoff, flush, regularisation
 
 
 def _engine_forward(chip, dt=1.0):
@@ -70,24 +71,31 @@ def test_fixed_point_mode_follows_float64_and_the_precision_matters():
     assert not np.array_equal(z_narrow, z)                   # 4 fraction bits of weight change the spikes
 
 
-def test_learning_on_chip_in_float64_is_the_cpu_engine():
+@pytest.mark.parametrize("net_file", [NET, NET_ADAPT], ids=["lif", "adaptive_cutoff_flush_reg"])
+def test_learning_on_chip_in_float64_is_the_cpu_engine(net_file):
     """The on-chip algorithm (simulate_learning, float64) against the CPU engine's event-driven e-prop
-    with per-spike gradient descent (NEST's): same spikes, readouts and weights to round-off."""
+    with per-spike gradient descent (NEST's): same spikes, readouts and weights to round-off. The
+    second network has what the derived rule adds: adaptive neurons, firing-rate regularisation,
+    the cutoff (settle events on chip, decays by binary powers instead of pow) and flush events."""
     import dataclasses
     from eprop_gen.hls.simulate import simulate_learning
-    config = load_net_config(NET).network
+    net_config = load_net_config(net_file)
+    config = net_config.network
     chip = on_chip_network(config)
     rule = dataclasses.replace(chip.rule, eta=1e-3, w_min=-100.0, w_max=100.0)
     B = np.random.default_rng(5).normal(0, 0.5, (chip.n_rec, chip.n_out))
     target = np.sin(np.arange(chip.input_spikes.shape[0])[:, None] / 15.0)
+    events = {}
     z, y, W = simulate_learning(chip.rec, chip.out, chip.n_in, chip.n_rec, chip.n_out, chip.projections, B, rule,
-                                chip.input_spikes, target)
+                                chip.input_spikes, target, history=net_config.hls.history, events=events)
+    if net_file == NET_ADAPT:
+        assert events["settle"] > 20 and events["flush"] > 20, events
     net = eg.Network(dt=1.0)
     rows, senders = np.nonzero(chip.input_spikes)
     src = net.add_spike_source(chip.n_in, times=rows + 1.0, senders=senders)
-    rec = net.add_population(eg.compile_model(eg.models.path("eprop_iaf")), chip.n_rec,
+    rec = net.add_population(eg.compile_model(eg.models.path(config.recurrent.model)), chip.n_rec,
                              params=config.recurrent.params)
-    out = net.add_population(eg.compile_model(eg.models.path("eprop_readout")), chip.n_out, params=config.readout.params)
+    out = net.add_population(eg.compile_model(eg.models.path(config.readout.model)), chip.n_out, params=config.readout.params)
     optimizer = eg.gradient_descent(eta=1e-3, batch_size=1, optimize_each_step=False, w_min=-100.0, w_max=100.0)
     engine = {}
     for name, source, target_pop in (("input", src, rec), ("recurrent", rec, rec), ("readout", rec, out)):
@@ -130,6 +138,23 @@ def test_generated_project_passes_its_c_simulation(tmp_path):
     (folder / "data" / "expected_spikes.txt").write_text("\n".join(expected) + "\n")
     done = subprocess.run([str(folder / "csim.sh")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "FAIL" in done.stdout
+
+
+def test_derived_rule_with_cutoff_flush_and_regularisation_is_bit_true_on_chip(tmp_path):
+    """The adaptive network with cutoff, flush events and regularisation (a 64-row history over 200
+    steps): the C simulation passes its test bench bit for bit, every replay path exercised."""
+    from eprop_gen.hls.simulate import simulate_learning
+    config = load_net_config(NET_ADAPT)
+    folder = write_project(config, tmp_path / "prj")
+    firmware = (folder / "firmware" / "eprop_top.cpp").read_text()
+    assert "hist_R[n & (H - 1)][i] = R;" in firmware and "eg_pow(learn_rec_pow" in firmware
+    done = subprocess.run([str(folder / "csim.sh")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: 200 steps" in done.stdout and ", 0 mismatches" in done.stdout
+    chip, events = on_chip_network(config.network), {}
+    simulate_learning(chip.rec, chip.out, chip.n_in, chip.n_rec, chip.n_out, chip.projections, chip.B, chip.rule,
+                      chip.input_spikes, chip.target, history=config.hls.history, events=events)
+    assert events["settle"] > 20 and events["flush"] > 20, events
 
 
 def test_cli_writes_a_project_and_keeps_what_is_there(tmp_path):

@@ -264,7 +264,7 @@ def _replay_event(window: _Window, replay: _Replay, kind: int, n: int, targets, 
 def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_rec: int, n_out: int,
                       projections: dict[str, Projection], B: np.ndarray, rule: LearningRule,
                       input_spikes: np.ndarray, target: np.ndarray, backend=None, history: int | None = None,
-                      learn: np.ndarray | None = None):
+                      learn: np.ndarray | None = None, events: dict | None = None):
     """The network with event-driven e-prop on chip (the CPU engine's event-driven schedule with
     per-spike gradient descent, which is NEST's), in float64 or fixed point. Step n:
       (A) L[n-2] += B[:, k] E_k[n-1], readout after readout (signal type);
@@ -276,6 +276,7 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
       (C) neurons update; psi[n], R[n] and E[n] = y[n] - y*[n] (signal) are archived.
     learn[n] False (the firmware's `learn` off in that step's call): a source's spike or flush
     closes its window without a gradient (everything forgotten) and its weights stay; no settles.
+    events: a dict to count the replayed events in ("spike", "flush", "settle").
     Returns (recurrent spikes (steps, n_rec), readout y (steps, n_out), {projection: weights as
     float, (n_source, degree)})."""
     b = backend or Float64()
@@ -309,6 +310,9 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
                                  and n - w.t_last == replay.settle for w in windows[name]], bool) & on
             for s in np.nonzero(spiking | flushing | settling)[0]:
                 k, event = p.count[s], SPIKE if spiking[s] else FLUSH
+                if events is not None:
+                    what = "spike" if spiking[s] else "flush" if flushing[s] else "settle"
+                    events[what] = events.get(what, 0) + 1
                 targets = p.target[s, :k]
                 if not on:
                     windows[name][s] = _Window(replay, int(k))

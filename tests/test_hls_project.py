@@ -190,6 +190,10 @@ def test_what_cannot_go_on_chip_is_refused(tmp_path):
     bad.write_text(NET.read_text() + '\n[hls.precision]\nweight = "ap_fixed<18,6,AP_RND_HALF>"\n')
     with pytest.raises(ConfigError, match=r"\[hls.precision\] weight"):
         load_net_config(bad)
+    aborting = tmp_path / "aborting.toml"
+    aborting.write_text(NET.read_text() + '\n[hls.precision]\nmembrane = "ap_fixed<16,-2>"\nsignal = "ap_fixed<8,12,AP_RND>"\n')
+    with pytest.raises(eg.EpropGenError, match=r'\[hls.precision\] signal = "ap_fixed<8, 12, AP_RND, AP_WRAP>" cannot hold `E = y - y\*`'):
+        write_project(load_net_config(aborting), tmp_path / "no5")
     typo = tmp_path / "typo.toml"
     typo.write_text(NET.read_text() + '\n[hls.precision]\nweights = "ap_fixed<18,6>"\n')
     with pytest.raises(ConfigError, match="did you mean 'weight'"):

@@ -16,6 +16,7 @@ from ..errors import EpropGenError
 from ..train.config import Config
 from ..train.trainer import build
 from .ap_types import LICENCE, ap_types_dir
+from .check import check_precisions
 from .config import NetConfig
 from .evaluate import Fixed
 from .fixed_array import from_double_array, to_double_array
@@ -102,6 +103,7 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
                                 f"{step.cutoff_steps} steps of eprop_isi_trace_cutoff of the {kind} neurons' "
                                 f"replays; increase [hls] history to at least {step.cutoff_steps + 2} "
                                 "(a power of two)")
+    check_precisions(hls.precision, chip.rec, chip.out, (chip.rule.rec, chip.rule.out), str(net.network.file))
     backend = Fixed(hls.precision)
     # the test bench's calls: learning on, off, on (each call's `learn`), the state kept between them
     call_steps = _calls(steps, calls)

@@ -140,7 +140,8 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
                    n_weights=sum(p.target.size for p in chip.projections.values()),
                    n_sources=sum(p.count.size for p in chip.projections.values()),
                    steps=steps, calls=call_steps, call_learn=call_learn, ap_types=str(ap_types_dir()), ap_types_licence=LICENCE,
-                   part=hls.part, clock_ns=hls.clock_ns, pow_bits=POW_BITS, **history_lines(chip.rule))
+                   part=hls.part, clock_ns=hls.clock_ns, pow_bits=POW_BITS, history_text=_history_text(chip.rule),
+                   **history_lines(chip.rule))
     files = {"firmware/defines.h": render_template("defines.h.j2", **context),
              f"firmware/{top}.cpp": render_template("firmware.cpp.j2", **context),
              f"tb/tb_{top}.cpp": render_template("tb.cpp.j2", **context),
@@ -162,6 +163,16 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
         (out / name).write_text(text)
     (out / "csim.sh").chmod(0o755)
     return out
+
+
+def _history_text(rule) -> str:
+    """What the history length means for this rule (the generated README)."""
+    cutoffs = [f"{kind} {step.cutoff_steps} steps" for kind, step in (("recurrent", rule.rec), ("readout", rule.out))
+               if step.cutoff_steps is not None]
+    if len(cutoffs) == 2:
+        return "replays stop at the cutoff: " + ", ".join(cutoffs) + "; older windows settle and decay"
+    return ("every window without a cutoff must fit it: a source silent for longer than that "
+            "needs eprop_isi_trace_cutoff")
 
 
 def _calls(steps: int, calls: int) -> list[int]:

@@ -274,8 +274,8 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
           the history ring can be overwritten) — replays its window (_replay_event); a spike then
           takes one step w = clamp(w - eta G, w_min, w_max) (weight) per synapse and transmits w;
       (C) neurons update; psi[n], R[n] and E[n] = y[n] - y*[n] (signal) are archived.
-    learn[n] False (the firmware's `learn` off in that step's call): a source's spike or flush
-    closes its window without a gradient (everything forgotten) and its weights stay; no settles.
+    learn[n] False (the firmware's `learn` off in that step's call): a source's spike, flush or
+    settle closes its window without a gradient (everything forgotten) and its weights stay.
     events: a dict to count the replayed events in ("spike", "flush", "settle").
     Returns (recurrent spikes (steps, n_rec), readout y (steps, n_out), {projection: weights as
     float, (n_source, degree)})."""
@@ -307,7 +307,7 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
             replay = replays[kind]
             spiking, flushing = previous["input" if name == "input" else "rec"]
             settling = np.array([replay.settle > 0 and w.t_last != 0 and not w.last_was_flush
-                                 and n - w.t_last == replay.settle for w in windows[name]], bool) & on
+                                 and n - w.t_last == replay.settle for w in windows[name]], bool)
             for s in np.nonzero(spiking | flushing | settling)[0]:
                 k, event = p.count[s], SPIKE if spiking[s] else FLUSH
                 if events is not None:

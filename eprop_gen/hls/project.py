@@ -131,7 +131,8 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
                    degrees=degrees, degrees_text=", ".join(f"{n} {d}" for n, d in degrees),
                    refractory_steps=chip.rec.refractory_steps,
                    types=[(q, T.cpp) for q, T in hls.precision.items()],
-                   index_bits=max(8, int(max(chip.n_in, chip.n_rec, max(d for _, d in degrees)) + 1).bit_length()),
+                   index_bits=(index_bits := max(8, int(max(chip.n_in, chip.n_rec, max(d for _, d in degrees)) + 1).bit_length())),
+                   bus_types=_bus_types(hls.precision, index_bits),
                    constant_lines=constant_lines(chip.rec, "rec") + constant_lines(chip.out, "out"),
                    learning_constant_lines=learning_constant_lines(chip.rule, chip.B), history=hls.history,
                    state_lines=state, initial_lines=initial_lines(chip.rec, "rec", "N_REC") + initial_lines(chip.out, "out", "N_OUT"),
@@ -162,6 +163,20 @@ def write_project(net: NetConfig, out: Path, steps: int | None = None, calls: in
     for name, text in {**files, **data}.items():
         (out / name).write_text(text)
     (out / "csim.sh").chmod(0o755)
+    return out
+
+
+def _bus_types(precision: dict, index_bits: int) -> list[tuple[str, str]]:
+    """The AXI-master ports' element types: power-of-two widths of at least a byte (no padding, burst
+    inference; Vitis HLS guidance), the same integer bits as the on-chip type, so that every on-chip
+    value converts to the bus and back exactly."""
+    def width(bits: int) -> int:
+        return max(8, 1 << (bits - 1).bit_length())
+    out = []
+    for quantity in ("weight", "membrane"):
+        T = precision[quantity]
+        out.append((f"{quantity}_bus_t", f"ap_{'' if T.signed else 'u'}fixed<{width(T.W)}, {T.I}, {T.Q}, {T.O}>"))
+    out.append(("index_bus_t", f"ap_uint<{width(index_bits)}>"))
     return out
 
 

@@ -16,7 +16,9 @@ One step of a neuron (plan.py's order, the CPU kernel's):
      fixed step), states in `held` frozen while refractory;
   3. adaptation jumps of the previous step's spike;
   4. the step's summed spike input is added to the port's target;
-  5. psi (0 while refractory), threshold, reset, refractory count.
+  5. psi (0 while refractory), threshold, reset, refractory count;
+  6. learning (spiking models): per-neuron traces (a firing rate) from this step's spike, the
+     regularisation signal R, a flush event after flush_event_send_interval of silence.
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ ZIN = state_symbol("zin")                  # 1 in the row the presynaptic spike 
 GRADIENT = state_symbol("G")               # the window's gradient sum of one synapse
 HISTORY = {PSI: state_symbol("psi"), LEARNING_SIGNAL: state_symbol("L"), REGULARISATION: state_symbol("R")}
 POW_BITS = 31                              # n_decay < 2^31 steps: the binary powers of a decay base
+NEVER = 2 ** 62                            # the row limit of a window without a cutoff
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,17 @@ class ReplayStep:
     @property
     def presynaptic_names(self) -> tuple[str, ...]:
         return tuple(a.target for a in self.presynaptic)
+
+    @property
+    def row_limit(self) -> int:
+        """Rows a window replays at most (NEVER without a cutoff)."""
+        return NEVER if self.cutoff_steps is None else self.cutoff_steps
+
+    @property
+    def settle_steps(self) -> int:
+        """A window whose last event was a spike this many steps ago is replayed then (a settle
+        event, the CPU engine's schedule.settle_steps: it has replayed all it ever will); 0: never."""
+        return 0 if self.cutoff_steps is None else max(1, self.cutoff_steps)
 
 
 def plan_replay_step(solution: Solution, params: dict[str, float], dt: float) -> ReplayStep:

@@ -10,7 +10,6 @@ from ..paths import resource_dir
 from .plan import NeuronStep
 from .plan_replay import pow_table
 from .printer import cpp_assign, cpp_constant, cpp_expr
-from .simulate import NEVER
 
 # name, sources, its spike and flush event of the previous step, the input sum it adds to
 PROJECTIONS = (("input", "N_IN", "previous_in[s]", "false", "x_rec"),
@@ -128,10 +127,8 @@ def learning_constant_lines(rule, B) -> list[str]:
         lines += [cpp_constant(c, f"learn_{kind}_") for c in step.constants]
         lines += [f"static const coefficient_t learn_{kind}_pow{t}[POW_BITS] = {{"
                   + ", ".join(f"{v:.17g}" for v in pow_table(base)) + "};" for t, base in enumerate(step.pow_bases)]
-        cutoff = NEVER if step.cutoff_steps is None else step.cutoff_steps
-        settle = 0 if step.cutoff_steps is None else max(1, step.cutoff_steps)
-        lines += [f"static const long long learn_{kind}_cutoff = {cutoff}LL;   // rows replayed per window at most",
-                  f"static const long long learn_{kind}_settle = {settle}LL;   // replay a window this old (0: never)"]
+        lines += [f"static const long long learn_{kind}_cutoff = {step.row_limit}LL;   // rows replayed per window at most",
+                  f"static const long long learn_{kind}_settle = {step.settle_steps}LL;   // replay a window this old (0: never)"]
     rows = ", ".join("{" + ", ".join(f"{v:.17g}" for v in row) + "}" for row in B)
     lines.append(f"static const coefficient_t learn_B[N_REC][N_OUT] = {{{rows}}};")
     return lines

@@ -59,7 +59,7 @@ class Population:
         run = {}
         for a in (*step.propagation, *step.adaptation, *step.reset, *step.neuron_traces,
                   *(x for x in (step.psi, step.output, step.regularisation) if x is not None)):
-            run[id(a)] = compile_assign(a, constants, backend)
+            run[a] = compile_assign(a, constants, backend)
         self._run = run
         self.state = {name: backend.from_float(np.full(n, value), quantity)
                       for (name, quantity), value in zip(step.states, step.initial)}
@@ -79,33 +79,33 @@ class Population:
         refractory_now = self.refractory > 0
         self.refractory = np.where(refractory_now, self.refractory - 1, self.refractory)
         old = dict(self.state)
-        new = {a.target: run[id(a)](old, shape) for a in s.propagation}
+        new = {a.target: run[a](old, shape) for a in s.propagation}
         for name in s.held:
             new[name] = _where(refractory_now, old[name], new[name])
         for a in s.adaptation:
-            new[a.target] = _where(self.spiked, run[id(a)](new, shape), new[a.target])
+            new[a.target] = _where(self.spiked, run[a](new, shape), new[a.target])
         added = b.quantize(new[s.input_target] + x_in, dict(s.states)[s.input_target])
         new[s.input_target] = _where(refractory_now, new[s.input_target], added) if s.input_target in s.held \
             else added
         can_spike = self.refractory == 0
         if s.psi is not None:
-            self.psi = _where(can_spike, run[id(s.psi)](new, shape), b.from_float(np.zeros(self.n), "psi"))
+            self.psi = _where(can_spike, run[s.psi](new, shape), b.from_float(np.zeros(self.n), "psi"))
         spiked = np.zeros(self.n, bool)
         if s.threshold is not None:
             spiked = can_spike & np.asarray(evaluate(s.threshold, new, self.constants, b, shape), bool)
             for a in s.reset:
-                new[a.target] = _where(spiked, run[id(a)](new, shape), new[a.target])
+                new[a.target] = _where(spiked, run[a](new, shape), new[a.target])
             self.refractory = np.where(spiked, s.refractory_steps, self.refractory)
         self.state = new
         self.spiked = spiked
         if s.output is not None:
-            self.y = run[id(s.output)](new, shape)
+            self.y = run[s.output](new, shape)
         # learning: per-neuron traces from this step's spike, then R (the CPU engine's order)
         if s.neuron_traces:
             env = {**self.traces, "z": b.from_bits(spiked)}
-            self.traces = {a.target: run[id(a)](env, shape) for a in s.neuron_traces}
+            self.traces = {a.target: run[a](env, shape) for a in s.neuron_traces}
         if s.regularisation is not None:
-            self.R = run[id(s.regularisation)](self.traces, shape)
+            self.R = run[s.regularisation](self.traces, shape)
         if s.flush_steps:
             # NEST: a neuron that spiked (in a step > 0) and then stayed silent for the interval
             self.flushed = ~spiked & (self.last_event > 0) & (n - self.last_event >= s.flush_steps)
@@ -172,7 +172,6 @@ class LearningRule:
 
 
 SPIKE, FLUSH = 0, 1
-NEVER = 2 ** 62                    # the cutoff of a window without one, in steps
 
 
 class _Replay:
@@ -186,8 +185,6 @@ class _Replay:
         self.tables = [[backend.constant(Constant("p", "coefficient", v), (1,)) for v in pow_table(base)]
                        for base in step.pow_bases]
         self.one = backend.constant(Constant("one", "coefficient", 1.0), (1,))
-        self.cutoff = NEVER if step.cutoff_steps is None else step.cutoff_steps
-        self.settle = 0 if step.cutoff_steps is None else max(1, step.cutoff_steps)
 
     def power(self, table: int, n: int):
         """base^n as the firmware's eg_pow: the factors of n's set bits, each product quantized to
@@ -223,7 +220,7 @@ def _replay_event(window: _Window, replay: _Replay, kind: int, n: int, targets, 
         return False
     D = n - window.t_last
     if not window.last_was_flush:
-        window.c_rem, zcur = replay.cutoff, 1
+        window.c_rem, zcur = step.row_limit, 1
         window.G = b.from_float(np.zeros(len(targets)), "gradient")
     else:
         zcur = 0
@@ -306,8 +303,9 @@ def simulate_learning(rec_step: NeuronStep, out_step: NeuronStep, n_in: int, n_r
             kind = kinds[name]
             replay = replays[kind]
             spiking, flushing = previous["input" if name == "input" else "rec"]
-            settling = np.array([replay.settle > 0 and w.t_last != 0 and not w.last_was_flush
-                                 and n - w.t_last == replay.settle for w in windows[name]], bool)
+            settle = replay.step.settle_steps
+            settling = np.array([settle > 0 and w.t_last != 0 and not w.last_was_flush and n - w.t_last == settle
+                                 for w in windows[name]], bool)
             for s in np.nonzero(spiking | flushing | settling)[0]:
                 k, event = p.count[s], SPIKE if spiking[s] else FLUSH
                 if events is not None:

@@ -118,7 +118,10 @@ class Synapses:
 
 
 def draw_synapses(rule: Rule, *, n_source: int, n_target: int, same_population: bool,
-                  weight: ValueSpec, delay: ValueSpec, seed: int, projection: int) -> Synapses:
+                  weight: ValueSpec, delay: ValueSpec, seed: int, projection: int,
+                  owned: tuple[int, int] | None = None) -> Synapses:
+    """The projection's synapses onto the targets in `owned` = [lo, hi) (default: all): under MPI a
+    process draws and keeps only its own targets' synapses, the same ones for any number of ranks."""
     _check_value_spec(weight, "weight")
     _check_value_spec(delay, "delay")
     if n_target > MAX_TARGETS:
@@ -129,10 +132,14 @@ def draw_synapses(rule: Rule, *, n_source: int, n_target: int, same_population: 
             rule, n_source, n_target, weight, delay, seed, projection)
     elif isinstance(rule, (FixedIndegree, PairwiseBernoulli)):
         targets, sources, weights, delays = _random_target_major(
-            rule, n_source, n_target, same_population, weight, delay, seed, projection)
+            rule, n_source, n_target, same_population, weight, delay, seed, projection,
+            owned or (0, n_target))
     else:
         raise ValueError(f"unknown connection rule {rule!r}; use FixedIndegree, "
                          f"PairwiseBernoulli or Explicit")
+    if owned is not None and owned != (0, n_target):
+        mine = (targets >= owned[0]) & (targets < owned[1])
+        targets, sources, weights, delays = targets[mine], sources[mine], weights[mine], delays[mine]
     return to_csr_by_source(n_source, targets, sources, weights, delays)
 
 
@@ -217,12 +224,12 @@ def _check_random_rule(rule: Rule, n_source: int, exclude_self: bool) -> None:
 
 
 def _random_target_major(rule, n_source, n_target, same_population, weight, delay, seed,
-                         projection):
+                         projection, owned):
     autapses = rule.allow_autapses
     exclude_self = same_population and not autapses
     _check_random_rule(rule, n_source, exclude_self)
     parts = []
-    for j in range(n_target):
+    for j in range(*owned):             # each target from its own stream: the ranks' shares add up
         rng = target_rng(seed, projection, j)
         sources = _draw_sources(rule, rng, j, n_source, exclude_self)
         # draw order per target is fixed: sources, then weights, then delays

@@ -32,7 +32,7 @@ MAX_TARGETS = 2 ** 31             # neurons a population may have as synapse tar
 MAX_DELAY = 2 ** 15 - 1           # steps
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 7
+ENGINE_ABI = 8
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -178,7 +178,15 @@ class EgNetwork(ctypes.Structure):             # eg_network
         ("reset_neurons", ctypes.c_int32),
         ("average_gradient", ctypes.c_int32),
         ("sample_steps", ctypes.c_int64),       # event-driven samples (minibatches); 0 = continuous
+        ("rank", ctypes.c_int32),               # MPI: this process's rank and the number of ranks
+        ("n_ranks", ctypes.c_int32),
+        ("exchange", ctypes.c_void_p),          # EXCHANGE callback (distributed.py); NULL: one process
+        ("exchange_ctx", ctypes.c_void_p),
     ]
+
+
+# void exchange(void* ctx, int64_t step, int32_t phase): called by the engine under MPI
+EXCHANGE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32)
 
 
 MIRRORED_STRUCTS = (EgPopulation, EgEnginePop, EgProjection, EgCurrentSource, EgStateRecorder,

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..compiled import CompiledModel
-from . import learning, native, schedule
+from . import distributed, learning, native, schedule
 from .state import memory_use
 from .learning import DEFAULT_HISTORY_STEPS, EventDriven, TimeDriven, history_steps as checked_history_steps
 from .connectivity import Rule, Synapses, ValueSpec, draw_synapses
@@ -63,32 +63,46 @@ class Projection:
         self._plastic.set_optimizer(optimizer)
 
     def __len__(self):
-        return int(self._syn.targets.size)
+        return self._order().total if self._distributed else int(self._syn.targets.size)
 
-    # CSR order: sources ascending, then targets ascending, then draw order. Copies.
+    # CSR order: sources ascending, then targets ascending, then draw order. Copies. Under MPI
+    # every rank reads the whole projection (a collective call: every rank must make it).
     @property
     def sources(self) -> np.ndarray:
-        return self._syn.sources
+        return self._whole(self._syn.sources)
 
     @property
     def targets(self) -> np.ndarray:
-        return self._syn.targets.copy()
+        return self._whole(self._syn.targets.copy())
 
     @property
     def weights(self) -> np.ndarray:
-        return self._syn.weights.copy()
+        return self._whole(self._syn.weights.copy())
 
     @property
     def delays(self) -> np.ndarray:
-        return self._syn.delays.copy()
+        return self._whole(self._syn.delays.copy())
 
     def set_weights(self, weights) -> None:
         """Replace all weights (CSR order, as in `weights`), or set them all to one scalar."""
         values = np.asarray(weights, dtype=REAL)
-        if values.ndim != 0 and values.shape != self._syn.weights.shape:
-            raise ValueError(f"set_weights: expected {self._syn.weights.size} weights, "
-                             f"got shape {values.shape}")
-        self._syn.weights[:] = values
+        if values.ndim != 0 and values.shape != (len(self),):
+            raise ValueError(f"set_weights: expected {len(self)} weights, got shape {values.shape}")
+        self._syn.weights[:] = self._order().own(values) if self._distributed and values.ndim else values
+
+    @property
+    def _distributed(self) -> bool:
+        return self.target.network.ranks.distributed
+
+    def _order(self) -> distributed.SynapseOrder:
+        """Under MPI: where this rank's synapses stand in the whole projection (drawn once)."""
+        if getattr(self, "_synapse_order", None) is None:
+            self._synapse_order = distributed.SynapseOrder(self.target.network.ranks, self._syn.sources,
+                                                           self._syn.targets)
+        return self._synapse_order
+
+    def _whole(self, column: np.ndarray) -> np.ndarray:
+        return self._order().gather(column) if self._distributed else column
 
     def _engine_struct(self, keep: list, settle_steps: int = 0) -> native.EgProjection:
         s = self._syn
@@ -187,13 +201,15 @@ class Network:
 
     def __init__(self, dt: float = 0.1, threads: int = 1, seed: int = 0,
                  history_steps: int | None = None,
-                 learning: EventDriven | TimeDriven | None = None):
+                 learning: EventDriven | TimeDriven | None = None, comm=None):
         if not (isinstance(dt, numbers.Real) and dt > 0 and np.isfinite(dt)):
             raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
         if not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.dt = float(dt)
         self.threads = threads
+        # MPI: the processes the network is split across (distributed.py); under mpirun the world
+        self.ranks = distributed.Ranks.of(distributed.world() if comm is None else comm)
         self.seed = int(seed)
         self.step = 0                      # index of the next step to compute
         self.populations: list[AnyPopulation] = []
@@ -288,7 +304,7 @@ class Network:
         index = len(self.projections)
         synapses = draw_synapses(rule, n_source=source.n, n_target=target.n,
                                  same_population=source is target, weight=weight, delay=delay,
-                                 seed=self.seed, projection=index)
+                                 seed=self.seed, projection=index, owned=self.ranks.block(target.n))
         projection = Projection(index, source, target, port, synapses, plasticity,
                                 update_interval=self._interval_steps[0],
                                 samples=self._sample_steps > 0)
@@ -415,6 +431,10 @@ class Network:
                 done = self._run_engine(lib, self._fit_history(remaining))
                 self.step += done
                 remaining -= done
+        except Exception as error:
+            if self.ranks.distributed:      # the other ranks wait in a collective: end them all
+                self.ranks.abort(f"simulate failed at step {self.step}: {type(error).__name__}: {error}")
+            raise
         finally:
             self._cutoffs = None
 
@@ -489,7 +509,13 @@ class Network:
             for pop in self.populations:
                 if isinstance(pop, Population):
                     schedule.restore_on_reset(pop, pops[pop.index], keep)
+        exchange = None
+        if self.ranks.distributed:
+            net.rank, net.n_ranks = self.ranks.rank, self.ranks.size
+            exchange = distributed.Exchange(self.ranks, self.populations, pops, archive_list, self._spike_flags)
+            net.exchange = ctypes.cast(exchange.callback, ctypes.c_void_p)
         done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
+        del exchange
         for i, pop in enumerate(self.populations):
             if isinstance(pop, Population):
                 pop._rec_count = int(pops[i].rec_count)
@@ -572,7 +598,12 @@ class Network:
         if pop.index not in self._recorders:
             raise ValueError(f"recording: population '{pop.name}' is not recorded; call record() "
                              f"before simulate()")
-        result = self._recorders[pop.index].result(self.dt)
+        recorder = self._recorders[pop.index]
+        result = recorder.result(self.dt)
+        if self.ranks.distributed:          # each rank recorded its own neurons
+            neurons = recorder.sorted_neurons[recorder.column_of_user]
+            for var in recorder.variables:
+                result[var] = distributed.owners_columns(self.ranks, result[var], neurons, pop.n)
         if clear:
             self._recorders[pop.index].clear()
         return result

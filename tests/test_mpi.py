@@ -35,9 +35,11 @@ def launch(script: Path, args: list[str], ranks: int, threads: int = 1, timeout:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def run(out: Path, engine: str, ranks: int, threads: int) -> dict[str, np.ndarray]:
-    done = launch(NETWORK, [str(out), engine, str(threads)], ranks, threads)
+def run(out: Path, engine: str, ranks: int, threads: int, mode: str = "whole") -> dict[str, np.ndarray]:
+    done = launch(NETWORK, [str(out), engine, str(threads), mode], ranks, threads)
     assert done.returncode == 0, done.stdout + done.stderr
+    if mode == "half":
+        return {}
     with np.load(out) as data:
         return {k: data[k] for k in data.files}
 
@@ -53,6 +55,18 @@ def test_ranks_give_the_single_process_run_bit_for_bit(tmp_path, engine, split):
         for key, value in single.items():
             if key != "ranks":
                 assert np.array_equal(value, many[key]), f"{key} differs with {ranks} ranks x {threads} threads"
+
+
+@pytest.mark.parametrize("engine, first, second", [("event", 2, 3), ("time", 3, 1)])
+def test_a_checkpoint_resumes_on_another_number_of_ranks(tmp_path, engine, first, second):
+    """The network's state after half the run, written by `first` ranks (the whole network, in one
+    process's order), resumed by `second`: the uninterrupted single-process run, bit for bit."""
+    single = run(tmp_path / "single.npz", engine, 1, 1)
+    run(tmp_path / "resumed.npz", engine, first, 1, "half")
+    resumed = run(tmp_path / "resumed.npz", engine, second, 1, "resume")
+    for key, value in single.items():
+        if key != "ranks":
+            assert np.array_equal(value, resumed[key]), f"{key} differs after {first} -> {second} ranks"
 
 
 def test_a_failing_rank_ends_every_rank_with_its_message():

@@ -212,9 +212,17 @@ class SynapseOrder:
         self.total = int(counts.sum())
 
     def gather(self, values: np.ndarray) -> np.ndarray:
-        """A per-synapse column of the whole projection."""
-        return np.concatenate(allgather_array(self.ranks, values))[self.order]
+        """A per-synapse array (synapses along the last axis) of the whole projection."""
+        return np.concatenate(allgather_array(self.ranks, values), axis=-1)[..., self.order]
 
     def own(self, values: np.ndarray) -> np.ndarray:
-        """This rank's part of a whole projection's column."""
-        return values[self.mine]
+        """This rank's part of a whole projection's per-synapse array (synapses along the last axis)."""
+        return values[..., self.mine]
+
+
+def owners_blocks(ranks: Ranks, array: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """An array with a neuron axis of length n whose valid entries along it are each rank's block:
+    the whole array, each neuron's slice from its owner."""
+    lo, hi = ranks.block(n)
+    mine = np.take(array, np.arange(lo, hi), axis=axis)
+    return np.concatenate(allgather_array(ranks, mine), axis=axis)

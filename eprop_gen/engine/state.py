@@ -58,11 +58,66 @@ def network_state(net) -> dict[str, np.ndarray]:
                 out[f"{key}/{name}"] = getattr(archive, name)
     for index, flags in net._spike_flags.items():
         out[f"flags{index}"] = flags
+    if net.ranks.distributed:
+        _whole_network(net, out)
     return {k: np.array(v, copy=True) for k, v in out.items()}
 
 
+# Under MPI a checkpoint holds the whole network as one process would (so it resumes on any
+# number of ranks): per-neuron arrays from their owners (the axis of the neurons), per-synapse
+# arrays in the projection's CSR order. Window bookkeeping, spike records and flags, parameters
+# are the same on every rank.
+_NEURON_AXIS = {"_state": -1, "_refractory": -1, "_spiked": -1, "ring": -1, "psi": 1, "learning_signal": 1,
+                "regularisation": 1, "extra": 2, "prefix": 1, "suffix": 1, "total": 1, "spike_count": 0,
+                "interval_spikes": 1}
+_PER_SYNAPSE = ("weights",) + tuple(n for n in _SYNAPSE_ARRAYS if not n.startswith("win_"))
+
+
+def _neuron_axis(name: str) -> int | None:
+    return _NEURON_AXIS.get(name.rstrip("0123456789"))
+
+
+def _whole_network(net, out: dict) -> None:
+    """network_state's local arrays -> the whole network's (collective)."""
+    from .distributed import owners_blocks
+    owner_of = {f"pop{p.index}": p for p in net.populations if isinstance(p, Population)}
+    owner_of.update({f"archive{i}": a.pop for i, a in net._archives.items()})
+    for key in sorted(out):
+        head, _, name = key.partition("/")
+        if head in owner_of and _neuron_axis(name) is not None:
+            out[key] = owners_blocks(net.ranks, out[key], owner_of[head].n, _neuron_axis(name))
+    for proj in net.projections:
+        order = proj._order()
+        for name in _PER_SYNAPSE:
+            if f"proj{proj.index}/{name}" in out:
+                out[f"proj{proj.index}/{name}"] = order.gather(out[f"proj{proj.index}/{name}"])
+        if proj._plastic is not None:
+            out[f"proj{proj.index}/opt"] = order.gather(proj._plastic.synapses.opt_records).view(np.uint8) \
+                if proj._plastic.synapses.opt_records.size else out[f"proj{proj.index}/opt"]
+
+
+def _own_part(net, state) -> dict:
+    """A whole-network state -> this rank's per-synapse parts (per-neuron arrays are kept whole:
+    every rank holds them, only the owned entries are used)."""
+    state = dict(state)
+    for proj in net.projections:
+        order = proj._order()
+        for name in _PER_SYNAPSE:
+            key = f"proj{proj.index}/{name}"
+            if key in state and state[key].shape[-1] == len(proj):
+                state[key] = order.own(np.asarray(state[key]))
+        key = f"proj{proj.index}/opt"
+        if proj._plastic is not None and proj._plastic.synapses.opt_records.size and key in state:
+            records = np.asarray(state[key]).view(proj._plastic.synapses.opt_records.dtype)
+            state[key] = order.own(records).view(np.uint8)
+    return state
+
+
 def load_network_state(net, state) -> None:
-    """Write a `network_state` into `net` (built like the saved one); ValueError if it does not fit."""
+    """Write a `network_state` into `net` (built like the saved one); ValueError if it does not fit.
+    Under MPI a collective call: each rank takes its part of the whole network's state."""
+    if net.ranks.distributed:
+        state = _own_part(net, state)
     _check_fits(net, state)
     net.step = int(state["net/step"])
     net.history_steps = int(state["net/history_steps"])

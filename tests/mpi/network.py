@@ -1,16 +1,20 @@
 """A small recurrent e-prop network for the MPI tests (tests/test_mpi.py): run it as one process or
 under mpirun; rank 0 writes what every rank read (spikes, weights, a recording, a state) to OUT.npz.
 
-    python tests/mpi/network.py OUT.npz {event,time} THREADS
+    python tests/mpi/network.py OUT.npz {event,time} THREADS [half | resume]
+
+half: simulate the first half and write the network's state (a checkpoint) to OUT.state.npz;
+resume: read OUT.state.npz (written with any number of ranks) and simulate the second half.
 """
 import sys
 
 import numpy as np
 
 import eprop_gen as eg
+from eprop_gen.engine.state import load_network_state, network_state
 
 
-def main(out: str, engine: str, threads: int) -> None:
+def main(out: str, engine: str, threads: int, mode: str = "whole") -> None:
     learning = eg.time_driven(update_interval=50.0) if engine == "time" else None
     net = eg.Network(dt=1.0, seed=3, threads=threads, learning=learning)
     rng = np.random.default_rng(0)
@@ -40,11 +44,21 @@ def main(out: str, engine: str, threads: int) -> None:
     net.record(out_pop, ("y",))
     net.record(rec, ("V_m",), neurons=[16, 0, 9, 4])
     initial = projections[0].weights
-    net.simulate(steps / 2)            # two calls: the state carries over
+    checkpoint = out.replace(".npz", ".state.npz")
+    if mode == "resume":
+        with np.load(checkpoint) as saved:
+            load_network_state(net, dict(saved))
+    else:
+        net.simulate(steps / 2)            # two calls: the state carries over
+    if mode == "half":
+        state = network_state(net)
+        if net.ranks.rank == 0:
+            np.savez(checkpoint, **state)
+        return
     net.simulate(steps / 2)
     times, ids = net.spikes(rec)
-    result = dict(times=times, ids=ids, y=net.recording(out_pop)["y"], V_m=net.recording(rec)["V_m"],
-                  V_end=rec.get("V_m"), w0_initial=initial)
+    result = dict(times=times, ids=ids, y=net.recording(out_pop)["y"][-steps // 2:],
+                  V_m=net.recording(rec)["V_m"][-steps // 2:], V_end=rec.get("V_m"), w0_initial=initial)
     for k, p in enumerate(projections):
         result.update({f"w{k}": p.weights, f"s{k}": p.sources, f"t{k}": p.targets})
     if net.ranks.rank == 0:
@@ -52,4 +66,4 @@ def main(out: str, engine: str, threads: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:])

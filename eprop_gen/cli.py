@@ -25,8 +25,15 @@ def _model_path(model: str) -> Path:
 
 
 def _fail(error: Exception) -> None:
-    click.echo(str(error), err=True)
+    if _speaks():
+        click.echo(str(error), err=True)
     sys.exit(1)
+
+
+def _speaks() -> bool:
+    """Under mpirun every rank meets the same configuration error: rank 0 alone reports it."""
+    from .engine.distributed import launched_rank
+    return launched_rank() == 0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,7 +139,8 @@ def list_models() -> None:
 
 def _fail_usage(error: Exception) -> None:
     """A bad configuration or output folder: one line, exit status 2 (as click's usage errors)."""
-    click.echo(f"error: {error}", err=True)
+    if _speaks():
+        click.echo(f"error: {error}", err=True)
     sys.exit(2)
 
 
@@ -188,7 +196,8 @@ def train(config: Path, out: Path | None, data: str | None, resume: bool, iterat
     except KeyboardInterrupt:
         click.echo("\ninterrupted: continue with --resume (the last checkpoint is kept)", err=True)
         sys.exit(130)
-    _report_run(result, click.echo)
+    if _speaks():
+        _report_run(result, click.echo)
 
 
 @main.command()

@@ -35,6 +35,15 @@ def launch(script: Path, args: list[str], ranks: int, threads: int = 1, timeout:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def eprop_gen(args: list[str], ranks: int) -> subprocess.CompletedProcess:
+    """The installed command line, under mpirun when ranks > 1."""
+    command = [sys.executable, "-m", "eprop_gen.cli", *args]
+    if ranks > 1:
+        command = [mpirun(), "-n", str(ranks), "--oversubscribe"] + command
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
 def run(out: Path, engine: str, ranks: int, threads: int, mode: str = "whole") -> dict[str, np.ndarray]:
     done = launch(NETWORK, [str(out), engine, str(threads), mode], ranks, threads)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -67,6 +76,38 @@ def test_a_checkpoint_resumes_on_another_number_of_ranks(tmp_path, engine, first
     for key, value in single.items():
         if key != "ranks":
             assert np.array_equal(value, resumed[key]), f"{key} differs after {first} -> {second} ranks"
+
+
+@pytest.mark.parametrize("engine", ["event", "time"])
+def test_train_under_mpirun_and_resume_on_other_ranks(tmp_path, engine):
+    """`mpirun -n 2 eprop-gen train` for 2 iterations, `mpirun -n 3 ... --resume` to 3: weights,
+    losses and spike counts of one process's 3 iterations, bit for bit; rank 0 alone writes and
+    prints."""
+    config = tmp_path / "train.toml"
+    text = (Path(__file__).parent / "mpi" / "train.toml").read_text()
+    if engine == "time":          # NEST's bsshslm_2020 models: no cutoff, flush events >= the interval
+        text = (text.replace('engine = "event"', 'engine = "time"').replace('"eprop_iaf"', '"eprop_iaf_bsshslm_2020"')
+                .replace('"eprop_readout"', '"eprop_readout_bsshslm_2020"')
+                .replace("eprop_isi_trace_cutoff = 50.0, flush_event_send_interval = 100.0",
+                         "flush_event_send_interval = 200.0").replace(", eprop_isi_trace_cutoff = 50.0", ""))
+    config.write_text(text)
+    single = eprop_gen(["train", str(config), "--out", str(tmp_path / "single"), "--quiet"], 1)
+    assert single.returncode == 0, single.stdout + single.stderr
+    first = eprop_gen(["train", str(config), "--out", str(tmp_path / "mpi"), "--quiet", "--iterations", "2"], 2)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("written to") == 1                     # one rank reports
+    again = eprop_gen(["train", str(config), "--out", str(tmp_path / "mpi"), "--quiet", "--resume"], 3)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming" in again.stdout
+    import json
+    metrics = [json.loads((tmp_path / name / "metrics.json").read_text())["iterations"] for name in ("single", "mpi")]
+    assert len(metrics[1]) == 3
+    assert [(r["loss"], r["spikes"]) for r in metrics[0]] == [(r["loss"], r["spikes"]) for r in metrics[1]]
+    with np.load(tmp_path / "single" / "weights.npz") as a, np.load(tmp_path / "mpi" / "weights.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    # a configuration error is reported once, by rank 0, with the usage exit status
+    broken = eprop_gen(["train", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "x")], 2)
+    assert broken.returncode != 0 and broken.stderr.count("missing.toml") == 1, broken.stderr
 
 
 def test_a_failing_rank_ends_every_rank_with_its_message():

@@ -38,6 +38,15 @@ def launched_size() -> int:
     return max(sizes, default=1)
 
 
+def launched_rank() -> int:
+    """This process's rank as the MPI launcher numbered it (0 when not under mpirun): the others
+    keep quiet where every rank would print the same."""
+    for name in ("OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 def world():
     """MPI_COMM_WORLD when this process was started by mpirun with more than one process, else
     None (then mpi4py is not even imported: one process needs no MPI)."""

@@ -91,9 +91,8 @@ def _whole_network(net, out: dict) -> None:
         for name in _PER_SYNAPSE:
             if f"proj{proj.index}/{name}" in out:
                 out[f"proj{proj.index}/{name}"] = order.gather(out[f"proj{proj.index}/{name}"])
-        if proj._plastic is not None:
-            out[f"proj{proj.index}/opt"] = order.gather(proj._plastic.synapses.opt_records).view(np.uint8) \
-                if proj._plastic.synapses.opt_records.size else out[f"proj{proj.index}/opt"]
+        if proj._plastic is not None and not proj._plastic.synapses.shared:    # records per synapse
+            out[f"proj{proj.index}/opt"] = order.gather(proj._plastic.synapses.opt_records).view(np.uint8)
 
 
 def _own_part(net, state) -> dict:
@@ -107,7 +106,7 @@ def _own_part(net, state) -> dict:
             if key in state and state[key].shape[-1] == len(proj):
                 state[key] = order.own(np.asarray(state[key]))
         key = f"proj{proj.index}/opt"
-        if proj._plastic is not None and proj._plastic.synapses.opt_records.size and key in state:
+        if proj._plastic is not None and not proj._plastic.synapses.shared and key in state:
             records = np.asarray(state[key]).view(proj._plastic.synapses.opt_records.dtype)
             state[key] = order.own(records).view(np.uint8)
     return state

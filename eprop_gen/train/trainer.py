@@ -11,6 +11,11 @@ iteration's span starts before its inputs), target and learning window of this b
 its start time, the network runs batch_size * steps steps, the readout's output gives loss and
 accuracy. Event-driven: eg.event_driven(sample_duration=steps), one optimizer step per batch.
 Time-driven: eg.time_driven(update_interval=steps), recurrent intervals from step 2, readout from 3.
+
+Under mpirun every rank runs this code on its share of the network (engine/distributed.py); the
+reads of the whole network are collective, rank 0 alone writes the folder and prints, and an
+unexpected error on one rank ends every rank with its message (nothing already saved is replaced
+by a partial result: files are written whole and then renamed).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import numpy as np
 from .. import models
 from ..compiler import compile_model
 from ..engine import Explicit, Network, adam, event_driven, gradient_descent, time_driven
+from ..engine import distributed
 from ..engine.state import load_network_state, network_state
 from ..errors import EpropGenError
 from .config import Config, ConfigError, load_config, resolved
@@ -155,10 +161,11 @@ def _run_batch(built: Built, batch: Batch, origin: int, first: bool) -> np.ndarr
 
 def _save_weights(built: Built, path: Path) -> None:
     arrays = {}
-    for name, proj in built.projections.items():
+    for name, proj in built.projections.items():      # (collective under MPI)
         arrays.update({f"{name}_sources": proj.sources, f"{name}_targets": proj.targets,
                        f"{name}_weights": proj.weights, f"{name}_delays": proj.delays})
-    _atomic_npz(path, arrays)
+    if built.net.ranks.rank == 0:
+        _atomic_npz(path, arrays)
 
 
 def _load_weights(built: Built, path: Path) -> None:
@@ -199,12 +206,28 @@ def train(config_path, out: Path | None = None, resume: bool = False, data: str 
           progress: bool = True, echo: Callable[[str], None] = print, overrides: dict | None = None,
           on_iteration: Callable[[dict], None] | None = None) -> RunResult:
     """Train as `config_path` says (see the module doc); `on_iteration(record)` after each one."""
+    ranks = distributed.Ranks.of(distributed.world())
+    if not ranks.distributed:
+        return _train(config_path, out, resume, data, progress, echo, overrides, on_iteration, ranks)
+    try:
+        return _train(config_path, out, resume, data, progress and ranks.rank == 0,
+                      echo if ranks.rank == 0 else (lambda *_: None), overrides, on_iteration, ranks)
+    except EpropGenError:
+        raise                  # a configuration or folder problem: the same on every rank
+    except BaseException as error:
+        ranks.abort(f"training failed: {type(error).__name__}: {error}")
+
+
+def _train(config_path, out, resume, data, progress, echo, overrides, on_iteration, ranks) -> RunResult:
+    root = ranks.rank == 0
     config = load_config(config_path, overrides)
     folder = Path(out) if out is not None else Path("runs") / config.file.stem
     metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.npz"
     if folder.exists() and any(folder.iterdir()) and not resume:
         raise RunFolderError(f"{folder}: exists and is not empty; pass --resume to continue that run or "
                              f"choose another --out (nothing is overwritten)")
+    if ranks.distributed:
+        ranks.comm.Barrier()            # every rank has looked at the folder before rank 0 writes
     built = build(config, data)
     settings = resolved(config)
     metrics: list = []
@@ -224,9 +247,10 @@ def train(config_path, out: Path | None = None, resume: bool = False, data: str 
         echo(f"resuming {folder} at iteration {start}")
     elif resume and folder.exists() and any(folder.iterdir()):
         raise RunFolderError(f"{folder}: has no checkpoint to resume from")
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "config.toml").exists():
-        shutil.copyfile(config.file, folder / "config.toml")
+    if root:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "config.toml").exists():
+            shutil.copyfile(config.file, folder / "config.toml")
 
     t, steps = config.training, _batch_steps(built, config.training.batch_size)
     bar = _progress(t.iterations, start, progress)
@@ -238,8 +262,11 @@ def train(config_path, out: Path | None = None, resume: bool = False, data: str 
             if inputs_added <= k:
                 _add_inputs(built, batch, k * steps)
                 inputs_added = k + 1
-            upcoming = built.task.batch(k + 1, t.batch_size) if k + 1 < t.iterations else None
-            if upcoming is not None:            # ahead: the time-driven span starts before its inputs
+            # ahead: the time-driven span starts before its inputs, so the next batch's first input
+            # spikes fall into this iteration's last steps — also after the last iteration, so that a
+            # run is the start of any longer one (--resume with more iterations)
+            upcoming = built.task.batch(k + 1, t.batch_size) if k + 1 < t.iterations or built.lead else None
+            if upcoming is not None:
                 _add_inputs(built, upcoming, (k + 1) * steps)
                 inputs_added = k + 2
             first_step = built.net.step
@@ -254,10 +281,13 @@ def train(config_path, out: Path | None = None, resume: bool = False, data: str 
                 sample = _sample_of(built, batch, y, k * steps)
             batch = upcoming
             built.net.forget_spikes()
-            _atomic_json(metrics_path, {"config": settings, "iterations": metrics})
+            if root:
+                _atomic_json(metrics_path, {"config": settings, "iterations": metrics})
             if (k + 1) % t.checkpoint_every == 0 or k + 1 == t.iterations:
-                _atomic_npz(checkpoint_path, {"iteration": np.int64(k + 1), "inputs_added": np.int64(inputs_added),
-                                              **network_state(built.net)})
+                state = network_state(built.net)          # (collective under MPI: the whole network)
+                if root:
+                    _atomic_npz(checkpoint_path, {"iteration": np.int64(k + 1),
+                                                  "inputs_added": np.int64(inputs_added), **state})
             bar.update(1)
             bar.set_postfix(_postfix(record))
             if on_iteration is not None:
@@ -271,9 +301,13 @@ def train(config_path, out: Path | None = None, resume: bool = False, data: str 
     _save_weights(built, folder / "weights.npz")
     test = None
     if t.test_samples:
+        if ranks.distributed:
+            ranks.comm.Barrier()        # weights.npz is written before any rank reads it
         test = evaluate_built(config, folder / "weights.npz", data, t.test_samples)
-        _atomic_json(metrics_path, {"config": settings, "iterations": metrics, "test": test})
-    _plots(folder, metrics, sample)
+        if root:
+            _atomic_json(metrics_path, {"config": settings, "iterations": metrics, "test": test})
+    if root:
+        _plots(folder, metrics, sample)
     return RunResult(folder, metrics, test)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,11 +93,24 @@ class Ranks:
         self.comm.Abort(1)
 
 
+@dataclass
+class CommunicationStats:
+    """What the exchanges of a network have cost so far (Network.communication()): wall seconds in
+    the callback (the collectives, including the wait for slower ranks), bytes this rank sent and
+    received, exchanges (two per step at most: one for softmax outputs, one at the step's end)."""
+    seconds: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    exchanges: int = 0
+    steps: int = 0
+
+
 class Exchange:
     """The engine's exchange callback for one engine call (see the module docstring). Holds the
     ctypes structs the engine works on: counts it changes are read from there."""
 
-    def __init__(self, ranks: Ranks, populations, pops_struct, archives, spike_flags: dict):
+    def __init__(self, ranks: Ranks, populations, pops_struct, archives, spike_flags: dict,
+                 stats: CommunicationStats):
         from mpi4py import MPI
         self.MPI, self.ranks = MPI, ranks
         self.models = [p for p in populations if getattr(p, "model", None) is not None]
@@ -107,10 +121,14 @@ class Exchange:
         # where this rank's entries of the step being run start in each record
         self.rec_start = {p.index: int(pops_struct[p.index].rec_count) for p in self.models}
         self.flush_start = {p.index: int(pops_struct[p.index].flush_count) for p in self.models}
+        self.stats = stats
         self.callback = native.EXCHANGE(self._call)      # kept alive as long as the engine may call it
 
     def _call(self, ctx, step: int, phase: int) -> None:
+        started = time.perf_counter()
         try:
+            self.stats.exchanges += 1
+            self.stats.steps += phase == 1
             if phase == 0:
                 for archive in self.softmax:
                     self._gather_rows(archive.pop._state[archive.output_state], archive.pop.n)
@@ -121,11 +139,17 @@ class Exchange:
                     self._gather_rows(h[step % h.shape[0]], archive.pop.n)
         except BaseException as error:             # an exception cannot cross back into C++
             self.ranks.abort(f"exchange at step {step} failed: {type(error).__name__}: {error}")
+        self.stats.seconds += time.perf_counter() - started
 
     def _gather_rows(self, row: np.ndarray, n: int) -> None:
         """Every rank's block of a per-neuron row into the whole row, in place."""
         counts, offsets = self.ranks.blocks(n)
         self.ranks.comm.Allgatherv(self.MPI.IN_PLACE, [row, counts, offsets, self.MPI._typedict[row.dtype.char]])
+        self._count(int(counts[self.ranks.rank]) * row.itemsize, int(n - counts[self.ranks.rank]) * row.itemsize)
+
+    def _count(self, sent: int, received: int) -> None:
+        self.stats.bytes_sent += sent
+        self.stats.bytes_received += received
 
     def _events(self, step: int) -> None:
         """The step's spikes and flush events of every model population from every rank."""
@@ -144,6 +168,7 @@ class Exchange:
         received = np.empty(int(totals.sum()), np.int64)
         self.ranks.comm.Allgatherv(sent, [received, totals, np.concatenate([[0], np.cumsum(totals)[:-1]]),
                                           self.MPI.INT64_T])
+        self._count(counts.nbytes + sent.nbytes, every.nbytes - counts.nbytes + received.nbytes - sent.nbytes)
         # received: rank after rank, each [pop0 spikes, pop0 flushes, pop1 spikes, ...]
         ends = np.cumsum(every, axis=1)
         starts = ends - every

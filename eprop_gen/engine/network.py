@@ -210,6 +210,7 @@ class Network:
         self.threads = threads
         # MPI: the processes the network is split across (distributed.py); under mpirun the world
         self.ranks = distributed.Ranks.of(distributed.world() if comm is None else comm)
+        self._communication = distributed.CommunicationStats()
         self.seed = int(seed)
         self.step = 0                      # index of the next step to compute
         self.populations: list[AnyPopulation] = []
@@ -512,7 +513,8 @@ class Network:
         exchange = None
         if self.ranks.distributed:
             net.rank, net.n_ranks = self.ranks.rank, self.ranks.size
-            exchange = distributed.Exchange(self.ranks, self.populations, pops, archive_list, self._spike_flags)
+            exchange = distributed.Exchange(self.ranks, self.populations, pops, archive_list, self._spike_flags,
+                                            self._communication)
             net.exchange = ctypes.cast(exchange.callback, ctypes.c_void_p)
         done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
         del exchange
@@ -607,6 +609,11 @@ class Network:
         if clear:
             self._recorders[pop.index].clear()
         return result
+
+    def communication(self) -> dict[str, float]:
+        """This rank's MPI exchanges so far: seconds (wall time in the exchanges, the wait for
+        slower ranks included), bytes_sent, bytes_received, exchanges, steps (all 0 in one process)."""
+        return dict(vars(self._communication))
 
     def memory(self) -> dict[str, int]:
         """Bytes the network's arrays hold now, by part: neurons, connectivity (target ids, delays,

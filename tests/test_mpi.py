@@ -111,9 +111,14 @@ def test_train_under_mpirun_and_resume_on_other_ranks(tmp_path, engine):
 
 
 def test_a_failing_rank_ends_every_rank_with_its_message():
-    """Rank 1 raises inside simulate while rank 0 goes on to the next exchange: MPI_Abort ends both
-    (the timeout would catch a hang) with rank 1's message."""
+    """Rank 1 raises inside simulate while rank 0 goes on to the next exchange, or in the script
+    while rank 0 waits in a collective read: MPI_Abort ends both (the timeout would catch a hang)
+    with rank 1's message."""
     done = launch(Path(__file__).parent / "mpi" / "failing.py", [], 2, timeout=120)
     assert done.returncode != 0
     assert "rank 1 of 2: simulate failed at step 5: MemoryError: cannot allocate the spike record" in done.stderr
     assert "not reached" not in done.stdout
+    done = launch(Path(__file__).parent / "mpi" / "failing.py", ["script"], 2, timeout=120)
+    assert done.returncode != 0
+    assert "rank 1 of 2: uncaught exception, ending all ranks" in done.stderr
+    assert "ValueError: a mistake in the script on rank 1" in done.stderr

@@ -50,7 +50,9 @@ def launched_rank() -> int:
 
 def world():
     """MPI_COMM_WORLD when this process was started by mpirun with more than one process, else
-    None (then mpi4py is not even imported: one process needs no MPI)."""
+    None (then mpi4py is not even imported: one process needs no MPI). The first call also makes an
+    uncaught exception end every rank (MPI_Abort after the traceback), so that a script that fails
+    on one rank does not leave the others waiting in a collective."""
     if launched_size() <= 1:
         return None
     try:
@@ -58,7 +60,20 @@ def world():
     except ImportError as error:
         raise RuntimeError(f"started by mpirun with {launched_size()} processes, but mpi4py cannot be "
                            f"imported ({error}); install the MPI extra: pip install 'eprop-gen[mpi]'") from None
+    if not getattr(sys.excepthook, "ends_all_ranks", False):
+        sys.excepthook = _abort_on_uncaught(sys.excepthook, MPI.COMM_WORLD)
     return MPI.COMM_WORLD
+
+
+def _abort_on_uncaught(previous, comm):
+    def hook(kind, value, traceback):
+        print(f"eprop-gen: rank {comm.Get_rank()} of {comm.Get_size()}: uncaught exception, ending all ranks",
+              file=sys.stderr, flush=True)
+        previous(kind, value, traceback)
+        sys.stderr.flush()
+        comm.Abort(1)
+    hook.ends_all_ranks = True
+    return hook
 
 
 @dataclass(frozen=True)

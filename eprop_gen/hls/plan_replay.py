@@ -96,16 +96,15 @@ def plan_replay_step(solution: Solution, params: dict[str, float], dt: float) ->
     early = [r for r in range(k) if jumps[r] == 0]
     presynaptic = tuple(Assign(eps[r].name, "trace", typed(F[r, r] * eps[r] + injection[r] * ZIN)) for r in early)
 
+    # e enters every statement as its expression: ap_fixed keeps the product psi * eps exact, so the
+    # eligibility value is rounded once, with what it is stored in (one quantization per statement)
     row_of_trace = rule.trace.subs(PSI, 1) if rule.spiking else rule.trace
-    e_value = sum((row_of_trace[r] * eps[r] for r in range(k)), sp.Integer(0))
-    e_value = PSI * e_value if rule.spiking else e_value
+    e = sum((row_of_trace[r] * eps[r] for r in range(k)), sp.Integer(0))
+    e = PSI * e if rule.spiking else e
     regularisation = learning.regularisation.xreplace(frozen) if learning.regularisation is not None else None
     gradient = learning.gradient.xreplace({REGULARISATION: 0} if regularisation == 0 else {})
     traces = _needed_traces([t for t in learning.traces if t.per_synapse], gradient)
     trace_names = {t.symbol: state_symbol(t.name) for t in traces}
-    # e enters every statement as its expression: ap_fixed keeps the product psi * eps exact, so the
-    # eligibility value is rounded once, with what it is stored in (one quantization per statement)
-    e = e_value
     row = []
     simultaneous = any((t.update.free_symbols & set(trace_names)) - {t.symbol} for t in traces)
     for t in traces:

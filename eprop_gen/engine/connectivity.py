@@ -17,6 +17,7 @@ import numpy as np
 from .native import DELAY_DTYPE, MAX_DELAY, MAX_TARGETS, REAL, TARGET_ID_DTYPE
 
 INDEX_DTYPE = np.int64            # neuron ids outside the synapse arrays (records, sources)
+NO_SYNAPSE_DELAY = MAX_DELAY + 1  # Synapses.min_delay of a projection without synapses
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +107,13 @@ class Synapses:
     delays: np.ndarray           # int16 [n_synapses], steps >= 1
     max_delay: int = field(init=False)
     uniform_delay: int = field(init=False)     # the delay of every synapse if they all have one, else 0
+    # the smallest delay (NO_SYNAPSE_DELAY without synapses); under MPI the Network makes it the
+    # whole projection's, so that every rank count delivers in the same batches
+    min_delay: int = field(init=False)
 
     def __post_init__(self):
         self.max_delay = int(self.delays.max()) if self.delays.size else 1
+        self.min_delay = int(self.delays.min()) if self.delays.size else NO_SYNAPSE_DELAY
         self.uniform_delay = self.max_delay if self.delays.size and int(self.delays.min()) == self.max_delay else 0
 
     @property

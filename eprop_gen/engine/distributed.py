@@ -8,15 +8,22 @@ synapse lives with its target, so a rank draws and stores only the synapses onto
 (seed, projection, target), so 1, 2 or 3 ranks build the same network) and replays only them; its
 history holds its own neurons' rows. Spike sources are replicated: every rank knows every input spike.
 
-Each step the engine calls `Exchange` (engine.cpp, eg_network.exchange) from one thread:
-  phase 0, after the neurons' update: the outputs y of cross-entropy (softmax) readouts, which
-           every owner of a readout needs whole to normalise its own;
-  phase 1, at the end of the step: the step's spikes and flush events of every model population
-           (each rank's ascending ids, concatenated in rank order: ascending again, as one process
+The engine calls `Exchange` (engine.cpp, eg_network.exchange) from one thread:
+  phase 0, after the neurons' update (with cross-entropy readouts only): the outputs y of those
+           readouts, which every owner of a readout needs whole to normalise its own;
+  phase 1, at the end of a communication interval (below) and of every engine call: the spikes
+           and flush events of the interval's steps of every model population (per step each
+           rank's ascending ids, concatenated in rank order: ascending again, as one process
            records them) and the readouts' errors of the step, which phase A of the next step
            turns into learning signals on every rank — the one-step timing of one process.
 Collectives are mpi4py's Allgather/Allgatherv on the network's communicator: no protocol of our own.
-The minimum delay is one step, so the communication interval is one step.
+Buffers are compact: int32 sender ids (int64 only for populations of 2^31 neurons or more).
+
+The communication interval: a learning network exchanges every step (an eprop synapse has delay
+1, readout errors are the next step's learning signals). A network without learning whose delays
+are all >= D (schedule.delivery_interval) runs the engine's delivery in batches of D steps, in one
+process too, and exchanges once per batch, as (sender id, step offset in the batch) pairs: spikes
+of step m reach their targets at m + d >= the batch's end, so no rank needs them earlier.
 """
 from __future__ import annotations
 
@@ -102,6 +109,13 @@ class Ranks:
         edges = np.array([n * r // self.size for r in range(self.size + 1)], np.int64)
         return np.diff(edges), edges[:-1]
 
+    def minimum(self, value: int) -> int:
+        """The smallest of every rank's value (a collective call; the value itself in one process)."""
+        if not self.distributed:
+            return value
+        from mpi4py import MPI
+        return int(self.comm.allreduce(value, op=MPI.MIN))
+
     def abort(self, message: str) -> None:
         """End every rank: the message from this one, then MPI_Abort (never a hang)."""
         print(f"eprop-gen: rank {self.rank} of {self.size}: {message}", file=sys.stderr, flush=True)
@@ -122,10 +136,11 @@ class CommunicationStats:
 
 class Exchange:
     """The engine's exchange callback for one engine call (see the module docstring). Holds the
-    ctypes structs the engine works on: counts it changes are read from there."""
+    ctypes structs the engine works on: counts it changes are read from there, records it grows
+    are pointed to there."""
 
     def __init__(self, ranks: Ranks, populations, pops_struct, archives, spike_flags: dict,
-                 stats: CommunicationStats):
+                 stats: CommunicationStats, first_step: int, interval: int):
         from mpi4py import MPI
         self.MPI, self.ranks = MPI, ranks
         self.models = [p for p in populations if getattr(p, "model", None) is not None]
@@ -133,7 +148,13 @@ class Exchange:
         self.spike_flags = spike_flags
         self.readouts = [a for a in archives if a.is_readout]
         self.softmax = [a for a in self.readouts if a.loss == "cross_entropy"]
-        # where this rank's entries of the step being run start in each record
+        # readout errors are learning signals of the next step: a network with readouts runs D = 1
+        assert interval == 1 or not self.readouts, "readouts need an exchange every step"
+        self.interval = interval
+        self.next_step = first_step        # the first step of the batch being run
+        # compact buffers: int32 ids (and step offsets within the batch) where the ids fit
+        self.id_dtype = np.dtype(np.int32 if max((p.n for p in self.models), default=0) < 2 ** 31 else np.int64)
+        # where this rank's entries of the batch start in each record
         self.rec_start = {p.index: int(pops_struct[p.index].rec_count) for p in self.models}
         self.flush_start = {p.index: int(pops_struct[p.index].flush_count) for p in self.models}
         self.stats = stats
@@ -143,15 +164,16 @@ class Exchange:
         started = time.perf_counter()
         try:
             self.stats.exchanges += 1
-            self.stats.steps += phase == 1
             if phase == 0:
                 for archive in self.softmax:
                     self._gather_rows(archive.pop._state[archive.output_state], archive.pop.n)
             else:
+                self.stats.steps += step + 1 - self.next_step
                 self._events(step)
                 for archive in self.readouts:
                     h = archive.history.learning_signal
                     self._gather_rows(h[step % h.shape[0]], archive.pop.n)
+                self.next_step = step + 1
         except BaseException as error:             # an exception cannot cross back into C++
             self.ranks.abort(f"exchange at step {step} failed: {type(error).__name__}: {error}")
         self.stats.seconds += time.perf_counter() - started
@@ -166,54 +188,70 @@ class Exchange:
         self.stats.bytes_sent += sent
         self.stats.bytes_received += received
 
-    def _events(self, step: int) -> None:
-        """The step's spikes and flush events of every model population from every rank."""
-        local, counts = [], []
+    def _events(self, last: int) -> None:
+        """The spikes and flush events of the batch's steps [next_step, last] of every model
+        population from every rank, into every rank's records (sorted by step, then id)."""
+        first = self.next_step
+        buffers, counts = [], []
         for p in self.models:
             s = self.pops_struct[p.index]
-            spikes = p._rec_sender[self.rec_start[p.index]:int(s.rec_count)]
-            flushes = p._flush_sender[self.flush_start[p.index]:int(s.flush_count)]
-            local += [spikes, flushes]
-            counts += [spikes.size, flushes.size]
+            for flush, (lo, hi) in ((False, (self.rec_start[p.index], int(s.rec_count))),
+                                    (True, (self.flush_start[p.index], int(s.flush_count)))):
+                senders, steps, _ = p._record(flush)
+                buffers.append(senders[lo:hi].astype(self.id_dtype))
+                if self.interval > 1:           # (sender id, step offset) pairs; D = 1: ids only
+                    buffers.append((steps[lo:hi] - first).astype(self.id_dtype))
+                counts.append(hi - lo)
         counts = np.array(counts, np.int64)
         every = np.empty((self.ranks.size, counts.size), np.int64)
         self.ranks.comm.Allgather(counts, every)
-        sent = np.concatenate(local).astype(np.int64) if local else np.zeros(0, np.int64)
-        totals = every.sum(axis=1)
-        received = np.empty(int(totals.sum()), np.int64)
-        self.ranks.comm.Allgatherv(sent, [received, totals, np.concatenate([[0], np.cumsum(totals)[:-1]]),
-                                          self.MPI.INT64_T])
+        sent = np.concatenate(buffers) if buffers else np.zeros(0, self.id_dtype)
+        per_entry = 2 if self.interval > 1 else 1
+        totals = every.sum(axis=1) * per_entry
+        received = np.empty(int(totals.sum()), self.id_dtype)
+        offsets = np.concatenate([[0], np.cumsum(totals)[:-1]])
+        self.ranks.comm.Allgatherv(sent, [received, totals, offsets, self.MPI._typedict[self.id_dtype.char]])
         self._count(counts.nbytes + sent.nbytes, every.nbytes - counts.nbytes + received.nbytes - sent.nbytes)
-        # received: rank after rank, each [pop0 spikes, pop0 flushes, pop1 spikes, ...]
-        ends = np.cumsum(every, axis=1)
-        starts = ends - every
-        base = np.concatenate([[0], np.cumsum(totals)[:-1]])
-        for k, p in enumerate(self.models):
+        # received: rank after rank, each [pop0 spikes (ids, offsets), pop0 flushes (...), pop1 ...]
+        parts = [np.split(received[offsets[r]:offsets[r] + totals[r]], np.cumsum(np.repeat(every[r], per_entry))[:-1])
+                 for r in range(self.ranks.size)]
+        column = 0
+        for p in self.models:
             s = self.pops_struct[p.index]
-
-            def column(c):
-                return np.concatenate([received[base[r] + starts[r, c]:base[r] + ends[r, c]]
-                                       for r in range(self.ranks.size)])
-            spikes = column(2 * k)
-            self._write(p._rec_sender, p._rec_step, self.rec_start, p.index, spikes, step)
-            s.rec_count = self.rec_start[p.index]
-            self._write(p._flush_sender, p._flush_step, self.flush_start, p.index, column(2 * k + 1), step)
-            s.flush_count = self.flush_start[p.index]
+            for flush in (False, True):
+                ids = np.concatenate([part[per_entry * column] for part in parts])
+                steps = (np.concatenate([part[per_entry * column + 1] for part in parts]).astype(np.int64) + first
+                         if self.interval > 1 else np.full(ids.size, last, np.int64))
+                order = np.argsort(steps, kind="stable")   # by step; within one, rank order = ascending ids
+                self._write(p, flush, ids[order], steps[order])
+                column += 1
+            p._point_records(s)                     # the records may have grown
             flags = self.spike_flags.get(p.index)
-            if flags is not None:                   # time-driven: the sources' spikes of the step
-                lo, hi = self.ranks.block(p.n)
-                row = flags[step % flags.shape[0]]
-                row[:lo] = 0
-                row[hi:] = 0
-                row[spikes[(spikes < lo) | (spikes >= hi)]] = 1
+            if flags is not None:                   # time-driven: the sources' spikes of the batch
+                self._flag_others(p, flags, first, last)
 
-    @staticmethod
-    def _write(ids_array, steps_array, start: dict, index: int, ids: np.ndarray, step: int) -> None:
-        """The step's entries of a record (replacing this rank's own), advancing its start."""
-        at = start[index]
-        ids_array[at:at + ids.size] = ids
-        steps_array[at:at + ids.size] = step
-        start[index] = at + ids.size
+    def _write(self, p, flush: bool, ids: np.ndarray, steps: np.ndarray) -> None:
+        """The batch's entries of a record (replacing this rank's own), with room after them for
+        the next batch's own entries: every rank's engine then finds room at the same steps."""
+        start = self.flush_start if flush else self.rec_start
+        own = int(np.diff(self.ranks.block(p.n))[0])
+        p._replace_record_tail(flush, start[p.index], ids, steps, self.interval * own)
+        start[p.index] += ids.size
+
+    def _flag_others(self, p, flags: np.ndarray, first: int, last: int) -> None:
+        """Spike flags of the batch's steps: the other ranks' neurons from the record (the engine
+        flagged this rank's own)."""
+        lo, hi = self.ranks.block(p.n)
+        at = self.rec_start[p.index]
+        senders, steps = p._rec_sender, p._rec_step
+        begin = int(np.searchsorted(steps[:at], first, side="left"))
+        for step in range(first, last + 1):
+            row = flags[step % flags.shape[0]]
+            row[:lo] = 0
+            row[hi:] = 0
+            a, b = np.searchsorted(steps[begin:at], [step, step + 1]) + begin
+            ids = senders[a:b]
+            row[ids[(ids < lo) | (ids >= hi)]] = 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ MAX_TARGETS = 2 ** 31             # neurons a population may have as synapse tar
 MAX_DELAY = 2 ** 15 - 1           # steps
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 8
+ENGINE_ABI = 9
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)
@@ -182,6 +182,9 @@ class EgNetwork(ctypes.Structure):             # eg_network
         ("n_ranks", ctypes.c_int32),
         ("exchange", ctypes.c_void_p),          # EXCHANGE callback (distributed.py); NULL: one process
         ("exchange_ctx", ctypes.c_void_p),
+        ("exchange_outputs", ctypes.c_int32),   # 1: phase 0 (softmax readouts' outputs) each step
+        ("delivery_interval", ctypes.c_int64),  # static spikes delivered (and exchanged) per D steps
+        ("pending_step", ctypes.c_int64),       # in/out: the first step not yet delivered
     ]
 
 

@@ -116,6 +116,7 @@ class Network:
         self._communication = distributed.CommunicationStats()
         self.seed = int(seed)
         self.step = 0                      # index of the next step to compute
+        self._pending_step = -1            # the first step whose spikes are not yet delivered
         self.populations: list[AnyPopulation] = []
         self.projections: list[Projection] = []
         self._currents: list[_CurrentSource] = []
@@ -209,6 +210,7 @@ class Network:
         synapses = draw_synapses(rule, n_source=source.n, n_target=target.n,
                                  same_population=source is target, weight=weight, delay=delay,
                                  seed=self.seed, projection=index, owned=self.ranks.block(target.n))
+        synapses.min_delay = self.ranks.minimum(synapses.min_delay)    # the whole projection's
         projection = Projection(index, source, target, port, synapses, plasticity,
                                 update_interval=self._interval_steps[0],
                                 samples=self._sample_steps > 0)
@@ -378,9 +380,11 @@ class Network:
             if proj._plastic is not None:
                 proj._plastic.before_engine_call()
                 proj._plastic.synapses.use_threads(self.threads)
+        interval = self._delivery_interval()
         for pop in models:
-            pop._ensure_spike_record_room()
-            pop._prepare_flush_record(self.step - flush_reach.get(pop.index, 0))
+            lo, hi = self.ranks.block(pop.n)      # a step records at most one event per own neuron
+            pop._ensure_spike_record_room(interval * (hi - lo))
+            pop._prepare_flush_record(self.step - flush_reach.get(pop.index, 0), interval * (hi - lo))
         keep: list = []
         pops = native.struct_array(native.EgEnginePop,
                                    [p._engine_struct(keep) for p in self.populations])
@@ -405,7 +409,8 @@ class Network:
                                recorders=recorders, n_archives=len(archive_list),
                                n_feedbacks=len(self._feedbacks), archives=archives,
                                feedbacks=feedbacks,
-                               n_projections_at_previous_step=self._projections_at_last_step)
+                               n_projections_at_previous_step=self._projections_at_last_step,
+                               delivery_interval=interval, pending_step=self._pending_step)
         if self.time_driven:
             self._time_driven_fields(net, pops, keep)
         elif self._sample_steps:
@@ -417,10 +422,12 @@ class Network:
         if self.ranks.distributed:
             net.rank, net.n_ranks = self.ranks.rank, self.ranks.size
             exchange = distributed.Exchange(self.ranks, self.populations, pops, archive_list, self._spike_flags,
-                                            self._communication)
+                                            self._communication, first_step=self.step, interval=interval)
             net.exchange = ctypes.cast(exchange.callback, ctypes.c_void_p)
+            net.exchange_outputs = int(bool(exchange.softmax))
         done = int(lib.eg_engine_simulate(ctypes.byref(net), self.step, n_steps, self.threads))
         del exchange
+        self._pending_step = int(net.pending_step)
         for i, pop in enumerate(self.populations):
             if isinstance(pop, Population):
                 pop._rec_count = int(pops[i].rec_count)
@@ -433,6 +440,12 @@ class Network:
         if done < 1 and n_steps > 0:
             raise RuntimeError("internal error: the engine made no progress")
         return done
+
+    def _delivery_interval(self) -> int:
+        """Steps whose static spikes the engine delivers (and exchanges) at once: schedule.py."""
+        learns = (bool(self._archives) or self.time_driven or self._sample_steps > 0
+                  or any(p.plasticity is not None for p in self.projections))
+        return schedule.delivery_interval(self.projections, learns)
 
     def _time_driven_fields(self, net, pops, keep: list) -> None:
         """The time-driven engine's part of the structs: schedule, per-population offsets, the
@@ -482,7 +495,7 @@ class Network:
         `spikes()` then reports only the later ones."""
         step = self.step if before_ms is None else int(steps_on_grid(before_ms, self.dt, "forget_spikes")[0])
         reach = max((int(p._syn.max_delay) + self._settle_steps(p) for p in self.projections), default=0)
-        step = min(step, self.step) - reach
+        step = min(min(step, self.step) - reach, self._pending_step)    # pending: not yet delivered
         for pop in self.populations:
             pop._forget_before(step)
 

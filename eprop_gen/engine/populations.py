@@ -248,7 +248,7 @@ class Population:
         ring_table = pointer_table(self._rings, native.c_real)
         keep += [ring_table, self._rings, self._ring_slots, self._rec_step, self._rec_sender,
                  self._flush_step, self._flush_sender]
-        return native.EgEnginePop(
+        struct = native.EgEnginePop(
             model=ctypes.pointer(self._model_view),
             prepare=self.model.kernel_address("prepare"),
             update=self.model.kernel_address("update"),
@@ -256,15 +256,42 @@ class Population:
             n_spike_ports=len(self.model.spike_ports),
             n_current_ports=len(self.model.current_ports),
             ring=ctypes.cast(ring_table, native.c_real_pp),
-            ring_slots=pointer(self._ring_slots, ctypes.c_int64),
-            rec_capacity=self._rec_step.size,
-            rec_count=self._rec_count,
-            rec_step=pointer(self._rec_step, ctypes.c_int64),
-            rec_sender=pointer(self._rec_sender, ctypes.c_int64),
-            flush_capacity=self._flush_step.size,
-            flush_count=self._flush_count,
-            flush_step=pointer(self._flush_step, ctypes.c_int64),
-            flush_sender=pointer(self._flush_sender, ctypes.c_int64))
+            ring_slots=pointer(self._ring_slots, ctypes.c_int64))
+        self._point_records(struct)
+        return struct
+
+    def _record(self, flush: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        """(senders, steps, count) of the spike record or of the flush record."""
+        if flush:
+            return self._flush_sender, self._flush_step, self._flush_count
+        return self._rec_sender, self._rec_step, self._rec_count
+
+    def _replace_record_tail(self, flush: bool, at: int, senders: np.ndarray, steps: np.ndarray,
+                             room: int) -> None:
+        """Entries [at, ...) of a record become the given ones, with room for `room` more after
+        them (MPI: every rank's events of a batch replace this rank's own)."""
+        if flush:
+            self._flush_count = at
+            self._ensure_flush_record_room(senders.size + room)
+        else:
+            self._rec_count = at
+            self._ensure_spike_record_room(senders.size + room)
+        sender_array, step_array, _ = self._record(flush)
+        sender_array[at:at + senders.size] = senders
+        step_array[at:at + senders.size] = steps
+        if flush:
+            self._flush_count += senders.size
+        else:
+            self._rec_count += senders.size
+
+    def _point_records(self, struct: native.EgEnginePop) -> None:
+        """Point an engine struct at the spike and flush records (again after they grew)."""
+        struct.rec_capacity, struct.rec_count = self._rec_step.size, self._rec_count
+        struct.rec_step = pointer(self._rec_step, ctypes.c_int64)
+        struct.rec_sender = pointer(self._rec_sender, ctypes.c_int64)
+        struct.flush_capacity, struct.flush_count = self._flush_step.size, self._flush_count
+        struct.flush_step = pointer(self._flush_step, ctypes.c_int64)
+        struct.flush_sender = pointer(self._flush_sender, ctypes.c_int64)
 
     def _ensure_ring_slots(self, port: int, slots: int, next_step: int) -> None:
         """Grow a ring to `slots` rows, keeping pending input at the rows its steps map to."""
@@ -287,30 +314,35 @@ class Population:
             self._rec_sender[:kept] = self._rec_sender[start:used]
             self._rec_count = kept
 
-    def _ensure_spike_record_room(self) -> None:
-        """The engine stops before a step that could overflow; make room for at least one step."""
+    def _ensure_spike_record_room(self, room: int) -> None:
+        """The engine stops before a batch of steps that could overflow: make room for at least
+        one (`room` entries)."""
         free = self._rec_step.size - self._rec_count
-        if free >= self.n and self._rec_step.size:
+        if free >= room and self._rec_step.size:
             return
         capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._rec_step.size,
-                       self._rec_count + 4 * self.n)
+                       self._rec_count + 4 * room)
         self._rec_step = _grown(self._rec_step, capacity, self._rec_count)
         self._rec_sender = _grown(self._rec_sender, capacity, self._rec_count)
 
-    def _prepare_flush_record(self, first_needed_step: int) -> None:
+    def _prepare_flush_record(self, first_needed_step: int, room: int) -> None:
         """Before an engine call: drop the flush events of steps before `first_needed_step` (no
         plastic synapse can still receive them; next step - largest outgoing plastic delay) and
-        make room for at least one step (n events), as for spikes."""
+        make room for `room` events, as for spikes."""
         used = self._flush_count
         if used and self._flush_step[0] < first_needed_step:
             start = int(np.searchsorted(self._flush_step[:used], first_needed_step, side="left"))
             kept = used - start
             self._flush_step[:kept] = self._flush_step[start:used]
             self._flush_sender[:kept] = self._flush_sender[start:used]
-            self._flush_count = used = kept
-        if self._flush_step.size - used >= self.n and self._flush_step.size:
+            self._flush_count = kept
+        self._ensure_flush_record_room(room)
+
+    def _ensure_flush_record_room(self, room: int) -> None:
+        used = self._flush_count
+        if self._flush_step.size - used >= room and self._flush_step.size:
             return
-        capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._flush_step.size, used + 4 * self.n)
+        capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._flush_step.size, used + 4 * room)
         self._flush_step = _grown(self._flush_step, capacity, used)
         self._flush_sender = _grown(self._flush_sender, capacity, used)
 

@@ -5,7 +5,8 @@
   doubling the ring when too little fits (rows nobody needs are overwritten, so memory follows the
   longest window still open);
 - the time-driven engine's part of the engine structs (intervals, offsets, spike flags);
-- what an interval or sample start restores (the model's initial state).
+- what an interval or sample start restores (the model's initial state);
+- how many steps' spikes a network without learning delivers (and exchanges) at once.
 """
 from __future__ import annotations
 
@@ -35,6 +36,23 @@ def ring_plan(capacity: int, step: int, oldest: int | None, remaining: int,
     while capacity - span - HISTORY_MARGIN < min(remaining, max(1, capacity // share)):
         capacity *= 2
     return capacity, max(1, min(remaining, capacity - span - HISTORY_MARGIN))
+
+
+# A network without learning delivers static spikes in batches of up to this many steps (its
+# smallest delay): every spike record keeps room for a batch of its owners' spikes, so a longer
+# batch would mostly reserve memory, while the exchanges it saves are already few.
+MAX_DELIVERY_INTERVAL = 64
+
+
+def delivery_interval(projections, learns: bool) -> int:
+    """D: the static spikes of D steps are delivered together (and, under MPI, exchanged once),
+    engine.cpp's eg_network.delivery_interval. Every delay must be >= D, so a spike always lands
+    in a ring slot not yet read. A learning network delivers every step (D = 1): a plastic
+    synapse's replay, readout errors (learning signals one step later), samples and update
+    intervals all run on the step schedule. Depends on no rank or thread count."""
+    if learns:
+        return 1
+    return max(1, min([MAX_DELIVERY_INTERVAL] + [int(p._syn.min_delay) for p in projections]))
 
 
 def oldest_needed_step(projections, time_driven: bool, cutoffs) -> int | None:

@@ -23,7 +23,8 @@ _SYNAPSE_ARRAYS = ("eps", "traces", "grad", "weight", "t_last", "last_was_flush"
 
 def network_state(net) -> dict[str, np.ndarray]:
     out = {"net/step": np.int64(net.step), "net/history_steps": np.int64(net.history_steps),
-           "net/projections_at_last_step": np.int64(net._projections_at_last_step)}
+           "net/projections_at_last_step": np.int64(net._projections_at_last_step),
+           "net/pending_step": np.int64(net._pending_step)}
     for pop in net.populations:
         key = f"pop{pop.index}"
         if isinstance(pop, SpikeSource):
@@ -121,6 +122,8 @@ def load_network_state(net, state) -> None:
     net.step = int(state["net/step"])
     net.history_steps = int(state["net/history_steps"])
     net._projections_at_last_step = int(state["net/projections_at_last_step"])
+    # states saved before batched delivery had delivered every step but the last
+    net._pending_step = int(state["net/pending_step"]) if "net/pending_step" in state else net.step - 1
     for pop in net.populations:
         key = f"pop{pop.index}"
         if isinstance(pop, SpikeSource):

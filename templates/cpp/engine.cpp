@@ -13,11 +13,13 @@
 // Schedule of step n (NEST's, /work/shared/eprop-spec.md §2.2, §6):
 //   A. learning signals: L_j[n-2] += B_jk * E_k[n-1] (feedback in creation order, readouts
 //      ascending), the readout errors of the previous step;
-//   B. delivery of the previous step's spikes: static projections add w into the ring slot of step
-//      n-1+d; plastic ones replay, for every spike of step n-d through a synapse of delay d, the
-//      synapse with stamp n (generated kernel: replay window, optimizer) and add the weight it
-//      returns into the slot of step n; a flush event (spec §3.9, §4.6) of step n-d replays the
-//      plastic synapses of delay d the same way (is_flush = 1) and transmits nothing;
+//   B. delivery of the previous step's spikes (of the previous D steps' in a network without
+//      learning whose delays are all >= D: eg_network.delivery_interval): static projections add
+//      w into the ring slot of step n-1+d; plastic ones replay, for every spike of step n-d
+//      through a synapse of delay d, the synapse with stamp n (generated kernel: replay window,
+//      optimizer) and add the weight it returns into the slot of step n; a flush event (spec
+//      §3.9, §4.6) of step n-d replays the plastic synapses of delay d the same way (is_flush = 1)
+//      and transmits nothing;
 //   C. currents, neuron update, then the archive: history row n gets psi[n], R[n] and L[n] = 0;
 //      a readout's row gets its error E[n] = (y[n] - y*[n]) * lambda[n].
 // A plastic synapse belongs to its target like a static one, so a thread replays only synapses of its
@@ -41,7 +43,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 8
+#define EG_ENGINE_ABI 9
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {
@@ -202,6 +204,17 @@ typedef struct eg_network {
     int32_t n_ranks;
     void (*exchange)(void* ctx, int64_t step, int32_t phase);
     void* exchange_ctx;
+    int32_t exchange_outputs;      // 1: call phase 0 (there are cross-entropy readouts)
+    // Delivery in batches (NEST's min-delay slices): a network without learning whose every
+    // synapse has a delay >= D (eprop_gen/engine/schedule.py, delivery_interval) delivers the static
+    // spikes of steps [kD - D, kD) at the start of step kD, step-major, and exchanges them (phase 1)
+    // only at the end of step kD - 1: one exchange per D steps. A spike of step m through delay d
+    // lands in slot m + d >= kD, not yet read, and every slot receives its additions in the order
+    // of immediate delivery (emission step, projection, sender, synapse): the results are those of
+    // D = 1, bitwise. A simulate call ends a batch early (exchange at its last step; its first step
+    // delivers what is pending), like NEST's slices ending with Simulate.
+    int64_t delivery_interval;     // D >= 1 (learning networks: 1)
+    int64_t pending_step;          // in/out: the first step whose spikes are not yet delivered
 } eg_network;
 
 }  // extern "C"
@@ -291,13 +304,18 @@ void point_at_step(eg_network* net, int64_t step) {
     }
 }
 
-bool record_has_room(const eg_network* net) {
-    // A step adds at most n spikes (or flush events) per population; stop before a step that
-    // could overflow.
+bool record_has_room(const eg_network* net, int64_t steps) {
+    // A step adds at most one spike (or flush event) per own neuron to a population's record (its
+    // owners' spikes are written by the exchange, which makes room for them and for the next batch,
+    // so that every rank passes this check at the same steps); stop before a batch that could
+    // overflow.
     for (int32_t p = 0; p < net->n_pops; ++p) {
         const eg_engine_pop& pop = net->pops[p];
-        if (is_model(pop) && (pop.rec_capacity - pop.rec_count < pop.n ||
-                              pop.flush_capacity - pop.flush_count < pop.n)) return false;
+        if (!is_model(pop)) continue;
+        const Range own = owned_by(net, pop.n, 0, 1);
+        const int64_t room = steps * (own.hi - own.lo);
+        if (pop.rec_capacity - pop.rec_count < room || pop.flush_capacity - pop.flush_count < room)
+            return false;
     }
     return true;
 }
@@ -577,25 +595,35 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
 #endif
         point_at_step(net, first_step);     // implicit barrier: prepare done, pointers set
 
+        const int64_t D = std::max<int64_t>(1, net->delivery_interval);
+        int64_t pending = net->pending_step;           // the same on every thread
+        auto batch_starts = [&](int64_t n) { return n == first_step || n % D == 0; };
         int64_t step = first_step;
         // Every thread reads the same rec_count and error_code values (changed only before the
         // barrier that ends a step), so all threads leave the loop at the same step.
-        for (; step < end_step && net->error_code == 0 && record_has_room(net); ++step) {
-            // phases A and B of NEST's step: what the previous step produced. Both touch only
+        for (; step < end_step && net->error_code == 0 && (!batch_starts(step) || record_has_room(net, D));
+             ++step) {
+            // phases A and B of NEST's step: what the previous step(s) produced. Both touch only
             // this thread's targets and read what earlier steps finished (behind barriers).
             feedback_phase(net, t, T, step - 1);
             blocks_phase(net, t, T, step - 2);
-            const int64_t n_projections = step == first_step
-                ? std::min<int64_t>(net->n_projections, net->n_projections_at_previous_step)
-                : net->n_projections;
-            deliver_phase(net, t, T, step - 1, n_projections, shared, scratch);
+            if (batch_starts(step)) {
+                for (int64_t m = pending; m < step; ++m) {
+                    // the previous call's spikes go only through the projections it had
+                    const int64_t n_projections = m < first_step
+                        ? std::min<int64_t>(net->n_projections, net->n_projections_at_previous_step)
+                        : net->n_projections;
+                    deliver_phase(net, t, T, m, n_projections, shared, scratch);
+                }
+                pending = step;
+            }
             publish_error(net, scratch.error);
             // phase C
             update_phase(net, t, T, step, shared, own_spikes, own_flushes);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-            if (net->exchange) {
+            if (net->exchange && net->exchange_outputs) {
 #ifdef _OPENMP
 #pragma omp single
 #endif
@@ -610,11 +638,15 @@ int64_t eg_engine_simulate(eg_network* net, int64_t first_step, int64_t n_steps,
 #endif
             {
                 advance_spike_records(net, shared, T);
-                if (net->exchange) net->exchange(net->exchange_ctx, step, 1);
+                if (net->exchange && (step + 1 == end_step || (step + 1) % D == 0))
+                    net->exchange(net->exchange_ctx, step, 1);   // the batch's events
                 point_at_step(net, step + 1);
             }  // implicit barrier
         }
-        if (t == 0) done = step - first_step;
+        if (t == 0) {
+            done = step - first_step;
+            net->pending_step = pending;
+        }
     }
     return done;
 }

@@ -106,3 +106,15 @@ def test_the_interval_is_one_step_for_learning_and_capped():
     assert schedule.delivery_interval([Proj(7)], learns=True) == 1
     assert schedule.delivery_interval([Proj(10 ** 4)], learns=False) == schedule.MAX_DELIVERY_INTERVAL
     assert schedule.delivery_interval([], learns=False) == schedule.MAX_DELIVERY_INTERVAL
+
+
+def test_forgetting_spikes_between_calls_keeps_those_not_yet_delivered(model, reference):
+    net, pop = build(model)
+    for t in (11.2, 0.3, 20.4):
+        net.simulate(t)
+        net.forget_spikes()
+    net.simulate(T_MS - 31.9)
+    got = result(net, pop)
+    for key in [k for k in got if k.startswith(("end_", "recorded_"))]:
+        np.testing.assert_array_equal(got[key], reference[key], err_msg=key)
+    assert got["times"].min() >= 31.9 - 1.5        # forgotten: all but the last max delay (1.5 ms)

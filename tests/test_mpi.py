@@ -75,6 +75,11 @@ def test_ranks_give_the_single_process_run_bit_for_bit(tmp_path, engine, split):
             # delays >= 3: one exchange per 3 steps, plus one where each of the 6 calls ends mid-batch
             assert many["interval"] == 3 and many["comm_steps"] == 300
             assert 100 <= many["comm_exchanges"] <= 100 + 6, many["comm_exchanges"]
+            # rank 0 received the others' spikes as (int32 id, int32 step offset) pairs, 8 B each,
+            # and per exchange every other rank's counts (spikes, flush events: 2 x int64)
+            others = int(np.count_nonzero(single["ids"] >= 23 // ranks))
+            assert many["comm_bytes_received"] == 8 * others + 16 * (ranks - 1) * many["comm_exchanges"]
+            assert 0 <= many["comm_wait_seconds"] <= many["comm_seconds"]
 
 
 @pytest.mark.parametrize("engine, first, second", [("event", 2, 3), ("time", 3, 1), ("static", 2, 3)])

@@ -125,9 +125,13 @@ class Ranks:
 @dataclass
 class CommunicationStats:
     """What the exchanges of a network have cost so far (Network.communication()): wall seconds in
-    the callback (the collectives, including the wait for slower ranks), bytes this rank sent and
-    received, exchanges (two per step at most: one for softmax outputs, one at the step's end)."""
+    the callback (the collectives, including the wait for slower ranks); of them wait_seconds in the
+    first collective of each exchange of events (the counts' Allgather, a few bytes: it ends when the
+    slowest rank arrives, so it is mostly waiting — load imbalance — and one small collective's
+    latency); bytes this rank sent and received; exchanges (callbacks: one per communication
+    interval, plus one per step for softmax outputs); steps they covered."""
     seconds: float = 0.0
+    wait_seconds: float = 0.0
     bytes_sent: int = 0
     bytes_received: int = 0
     exchanges: int = 0
@@ -204,7 +208,9 @@ class Exchange:
                 counts.append(hi - lo)
         counts = np.array(counts, np.int64)
         every = np.empty((self.ranks.size, counts.size), np.int64)
+        arrived = time.perf_counter()
         self.ranks.comm.Allgather(counts, every)
+        self.stats.wait_seconds += time.perf_counter() - arrived
         sent = np.concatenate(buffers) if buffers else np.zeros(0, self.id_dtype)
         per_entry = 2 if self.interval > 1 else 1
         totals = every.sum(axis=1) * per_entry

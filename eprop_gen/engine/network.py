@@ -528,7 +528,8 @@ class Network:
 
     def communication(self) -> dict[str, float]:
         """This rank's MPI exchanges so far: seconds (wall time in the exchanges, the wait for
-        slower ranks included), bytes_sent, bytes_received, exchanges, steps (all 0 in one process)."""
+        slower ranks included), wait_seconds (of them: waiting for the slowest rank, roughly),
+        bytes_sent, bytes_received, exchanges, steps (all 0 in one process)."""
         return dict(vars(self._communication))
 
     def memory(self) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--workloads W nmnist rate-sweep k-sweep] [--sizes 1000 10000 ...]
                              [--threads 1 2] [--ranks 1 2] [--engines event-driven time-driven static] [--no-nest] [--no-brian2]
-                             [--sim-ms MS] [--sweep-n N] [--nmnist-rate-hz HZ] [--timeout S]
+                             [--sim-ms MS] [--sweep-n N] [--nmnist-rate-hz HZ] [--delay-steps D] [--timeout S]
 
 Every point of a workload gets one input file (benchmarks/peers/make_network.py for network W and the
 sweeps, make_nmnist.py for N-MNIST: connectivity, weights and input spikes drawn once from the seed),
@@ -14,6 +14,8 @@ benchmarks/results/README.md and the plots benchmarks/results/*.png are regenera
 (benchmarks/report.py). --quick: network W at N = 1000, 1 thread, all three simulators (< 3 minutes).
 --ranks R ...: eprop-gen also runs as one network across R MPI ranks (mpirun -n R, issue 10), once per
 (ranks, threads) pair that fits the cores; the peers run in the ranks-1 rows only (single process).
+--delay-steps D: every synapse of network W has a delay of D steps (default 1; D > 1: the static engine only,
+whose spikes eprop-gen then delivers, and under MPI exchanges, once per D steps).
 What each workload and column is: benchmarks/README.md.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ FIELDS = ("wall_s_per_sim_s", "syn_events_per_s", "bytes_per_synapse", "peak_byt
           "synapse_bytes_per_synapse", "shared_bytes_per_synapse",
           # eprop-gen's per-rank figures (issue 10; ranks 1: no communication, one entry per list)
           "comm_s", "comm_share", "comm_s_per_rank", "bytes_per_step", "bytes_received_per_step_per_rank",
-          "memory_per_rank", "synapse_bytes_per_rank", "peak_rss_mb_per_rank")
+          "exchanges_per_step", "memory_per_rank", "synapse_bytes_per_rank", "peak_rss_mb_per_rank")
 ENGINE_FLAGS = {"event-driven": ["--learning"], "time-driven": ["--time-driven"], "static": []}
 PEER_RUNNERS = {"nest": "nest_w.py", "brian2": "brian2_w.py"}
 N_IN, N_OUT = 100, 2                                   # network W (make_network.py)
@@ -53,8 +55,9 @@ PEER_COST = {("nest", "event-driven"): (73.6, 1252, 2.1e6), ("nest", "static"): 
              ("brian2", "event-driven"): (5.35, 167, 21e6), ("brian2", "static"): (0.22, 119, 21e6)}
 MEMORY_HEADROOM = 0.8                                  # run only what is estimated to fit in 80 % of MemAvailable
 ROW_KEY = ("workload", "engine", "ranks", "threads", "neurons", "k", "input_weight_mean", "input_rate_hz",
-           "learning_precision")
-ROW_DEFAULTS = {"learning_precision": "float64", "ranks": 1}   # rows measured before the key existed
+           "learning_precision", "delay_steps")
+ROW_DEFAULTS = {"learning_precision": "float64", "ranks": 1, "delay_steps": 1}   # rows measured before the key existed
+LEARNING_DELAY = "learning engines run with delays of one step only (NEST's eprop_synapse needs delay = dt)"
 SINGLE_PROCESS = "single process only (the peers run in the ranks-1 row)"
 FILE_BYTES_PER_SYNAPSE = 12                            # int32 source + target, float32 weight: every runner loads them
 
@@ -76,13 +79,14 @@ def w_measured_ms(n: int) -> float:
 
 
 def w_points(args) -> list[Point]:
-    points = []
+    """Network W at each size; with --delay-steps D > 1 the static engine only (LEARNING_DELAY)."""
+    points, delay = [], args.delay_steps
+    engines = ("event-driven", "time-driven", "static") if delay == 1 else ("static",)
     for n in args.sizes:
         t_ms = args.sim_ms or w_measured_ms(n)
-        points.append(Point("W", ["make_network.py", "--n", str(n), "--t-ms", str(t_ms)],
-                            {"neurons": n, "k": 100, "sim_ms": t_ms}, n * (N_IN + 100 + N_OUT),
-                            ("event-driven", "time-driven", "static"),
-                            {"event-driven": ["nest", "brian2"], "static": ["nest", "brian2"]}))
+        points.append(Point("W", ["make_network.py", "--n", str(n), "--t-ms", str(t_ms), "--delay-steps", str(delay)],
+                            {"neurons": n, "k": 100, "sim_ms": t_ms, "delay_steps": delay}, n * (N_IN + 100 + N_OUT),
+                            engines, {"event-driven": ["nest", "brian2"], "static": ["nest", "brian2"]}))
     return points
 
 
@@ -284,7 +288,7 @@ def row_key(row: dict) -> tuple:
 
 def merged(path: Path, rows: list[dict]) -> list[dict]:
     """The earlier rows this run did not measure again (same workload, engine, ranks, threads and network),
-    then this run's rows; rows of an older format are dropped (rows without `ranks` are ranks 1)."""
+    then this run's rows; rows of an older format are dropped (rows without `ranks` or `delay_steps` are 1)."""
     if not path.exists():
         return rows
     new = {row_key(r) for r in rows}
@@ -312,12 +316,19 @@ def parse_args() -> argparse.Namespace:
                         "W: 200 at N = 100k, 100 at 1M; N-MNIST: 1500 = 5 samples)")
     parser.add_argument("--sweep-n", type=int, default=1000, help="N of the rate and in-degree sweeps")
     parser.add_argument("--nmnist-rate-hz", type=float, default=12.0, help="Poisson rate of the N-MNIST inputs")
+    parser.add_argument("--delay-steps", type=int, default=1,
+                        help="delay of every synapse of network W in steps of dt (default 1; > 1: static engine only)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it counts as failed")
     args = parser.parse_args()
     if args.quick:
         args.workloads, args.sizes, args.threads, args.ranks = ["W"], [1000], [1], [1]
     if min(args.ranks) < 1:
         parser.error("--ranks: at least 1")
+    if args.delay_steps < 1:
+        parser.error("--delay-steps: at least 1")
+    learning = sorted(set(args.engines) - {"static"})
+    if args.delay_steps > 1 and "W" in args.workloads and learning:
+        print(f"not run: W {', '.join(learning)} with delays of {args.delay_steps} steps: {LEARNING_DELAY}", flush=True)
     args.configurations = configurations(args)
     return args
 

@@ -4,11 +4,12 @@
 
 Runs with the python of the Brian2 venv (Brian2 2.9.0 does not import with numpy >= 2.4). Without
 --learning: LIF neurons as NEST's iaf_psc_delta (exact decay, input discarded and voltage clamped
-while refractory, reset to V_reset), delta synapses, 2 leaky readouts. With --learning: time-driven
-e-prop written as per-synapse state updated every step (what a Brian2 user writes by hand):
-recurrent neurons as NEST's eprop_iaf (reset by subtracting V_th, no clamp while refractory,
-pseudo-derivative psi = height·max(0, 1 - |v - V_th|/width), 0 while refractory), and on every
-input, recurrent and readout synapse each step
+while refractory, reset to V_reset), delta synapses, 2 leaky readouts; the file's `delay_steps` D as a
+synaptic delay of (D − 1)·dt on every synapse (the schedule already delays by one step). With --learning
+(delays of one step only): time-driven e-prop written as per-synapse state updated every step (what a
+Brian2 user writes by hand): recurrent neurons as NEST's eprop_iaf (reset by subtracting V_th, no
+clamp while refractory, pseudo-derivative psi = height·max(0, 1 - |v - V_th|/width), 0 while
+refractory), and on every input, recurrent and readout synapse each step
     zbar <- alpha·zbar (+1 on a presynaptic spike),  ebar <- kappa·ebar + psi_post·zbar,
     g <- g + L_post·ebar            (readout synapses: g <- g + err_post·zbar)
 with the learning signal L_j = sum_k B_jk (y_k - target) a summed variable of feedback synapses
@@ -61,6 +62,8 @@ def build(b2, net: dict, learning: bool):
           "height": net["surrogate_height"], "width": net["surrogate_width"], "eta": net["eta"],
           "target": net["target"], "w_min": -100.0, "w_max": 100.0}
 
+    # delays of delay_steps: a spike detected in step t is delivered in step t + 1 + delay (schedule below)
+    delay = {"delay": (common.delay_steps(net) - 1) * dt * ms} if common.delay_steps(net) > 1 else {}
     inputs = b2.SpikeGeneratorGroup(n_in, net["input_senders"].astype(np.int64), net["input_times"] * ms,
                                     name="inputs")
     if learning:
@@ -94,9 +97,9 @@ def build(b2, net: dict, learning: bool):
                            method="exact", namespace=ns, name="rec")
         R = b2.NeuronGroup(n_out, "dy/dt = -y / tau_out : 1", method="exact", namespace=ns, name="readout")
         on_pre = "v_post += w * int(not_refractory_post)"   # iaf_psc_delta discards input while refractory
-        S_in = b2.Synapses(inputs, G, "w : 1", on_pre=on_pre, namespace=ns, name="s_in")
-        S_rec = b2.Synapses(G, G, "w : 1", on_pre=on_pre, namespace=ns, name="s_rec")
-        S_out = b2.Synapses(G, R, "w : 1", on_pre="y_post += w", namespace=ns, name="s_out")
+        S_in = b2.Synapses(inputs, G, "w : 1", on_pre=on_pre, namespace=ns, name="s_in", **delay)
+        S_rec = b2.Synapses(G, G, "w : 1", on_pre=on_pre, namespace=ns, name="s_rec", **delay)
+        S_out = b2.Synapses(G, R, "w : 1", on_pre="y_post += w", namespace=ns, name="s_out", **delay)
         plastic = []
 
     # resident set just before the first synapse is created (arrays loaded, groups allocated): the baseline
@@ -119,7 +122,8 @@ def build(b2, net: dict, learning: bool):
     # NEST's order within a step: decay, add the spikes that arrive, threshold, reset. Brian2's default
     # (thresholds before synapses) would add input after the threshold test and decay it once before the
     # next one (~10% weaker input, 4 Hz instead of 6.5). Spikes detected in step t are delivered in step
-    # t+1 (one-step delay, as NEST's delay dt), input generator spikes at t arrive at t+dt (as NEST's parrots).
+    # t+1 (one-step delay, as NEST's delay dt), input generator spikes at t arrive at t+dt (as NEST's parrots);
+    # with delay_steps D > 1, a synaptic delay of (D - 1)·dt on top: arrival at t + D·dt.
     network.schedule = ["start", "groups", "synapses", "thresholds", "resets", "end"]
     return network, monitor, [syn for syn, _ in plastic]
 
@@ -128,6 +132,8 @@ def main() -> None:
     keep = os.environ.get("BRIAN2_W_PROJECT")        # debugging: build there and keep the generated project
     args = common.parse_args(__doc__.splitlines()[0])
     net = common.load(args.network)
+    if args.learning:
+        common.refuse_learning_delay(net, "brian2_w.py", "the hand-written e-prop assumes delay = dt, as NEST's")
     t_total = time.perf_counter()
     try:
         import brian2 as b2

@@ -29,6 +29,18 @@ def load(path) -> dict:
         return {key: (f[key].item() if f[key].ndim == 0 else f[key]) for key in f.files}
 
 
+def delay_steps(net: dict) -> int:
+    """The delay of every input, recurrent and readout synapse in steps of dt (files without the key: 1)."""
+    return int(net.get("delay_steps", 1))
+
+
+def refuse_learning_delay(net: dict, runner: str, why: str) -> None:
+    """Exit with a clear message: this runner's learning network needs delays of one step."""
+    if delay_steps(net) != 1:
+        raise SystemExit(f"{runner}: learning with delays of {delay_steps(net)} steps is not supported ({why}); "
+                         "run the file without --learning, or make it with --delay-steps 1")
+
+
 def window(net: dict) -> tuple[float, float]:
     """The measured interval (t0, t1] in ms: after the warm-up, t_ms long."""
     t0 = float(net["t_warmup_ms"])

@@ -10,6 +10,8 @@ the file's target(s) and learning window. With --time-driven: the time-driven en
 with eprop_iaf_bsshslm_2020 / eprop_readout_bsshslm_2020, update intervals and learning window from the
 file (`update_interval_ms`, `learning_window_ms`), neurons not reset between intervals (W runs on
 continuously), kappa as the event-driven run's (tau_m_readout = -dt / ln kappa).
+Every synapse has the file's delay (`delay_steps`, else 1 step); without learning and with delays of
+D > 1 steps the engine delivers (and under MPI exchanges) the spikes once per D steps (at most 64).
 Timed: Network.simulate(t_ms) after an untimed simulate(t_warmup_ms); compilation (cached) and network
 construction are `build_s`. Memory per synapse: common.memory_fields, measured from just before the first
 connect (after a one-neuron network has loaded the engine and started its threads).
@@ -19,10 +21,11 @@ takes MPI.COMM_WORLD); the ranks meet at a barrier before the timer starts, the 
 rank's, and rank 0 alone prints the JSON line, with what mpi_fields() gathers from every rank:
 `ranks`, `comm_s` / `comm_share` (the slowest rank's seconds in the exchanges during the timed
 simulate, and their share of the timed wall time), `bytes_per_step` (all ranks' bytes sent per timed
-step), `memory_per_rank` (each rank's Network.memory()), `synapse_bytes_per_rank`. The memory fields
-then cover all ranks: `bytes_per_synapse` = the ranks' summed resident growth per synapse of the whole
-network, `peak_rss_mb` = the largest rank's (each rank's in `peak_rss_mb_per_rank`). One process: the
-same fields with ranks 1 and no communication.
+step), `exchanges_per_step` (the most exchanges of a rank per timed step: 1 when every step is
+exchanged, 1/D in batches of D), `memory_per_rank` (each rank's Network.memory()),
+`synapse_bytes_per_rank`. The memory fields then cover all ranks: `bytes_per_synapse` = the ranks'
+summed resident growth per synapse of the whole network, `peak_rss_mb` = the largest rank's (each
+rank's in `peak_rss_mb_per_rank`). One process: the same fields with ranks 1 and no communication.
 """
 from __future__ import annotations
 
@@ -85,7 +88,7 @@ def build(net: dict, threads: int, mode: str):
     plasticity = None if mode == "static" else eg.gradient_descent(eta=net["eta"], optimize_each_step=False)
     for name, source, target in (("in", inputs, rec), ("rec", rec, rec), ("out", rec, out)):
         rule = eg.Explicit(net[f"{name}_sources"], net[f"{name}_targets"], weights=net[f"{name}_weights"].astype(float))
-        sim.connect(source, target, "spikes", rule, plasticity=plasticity)
+        sim.connect(source, target, "spikes", rule, delay=common.delay_steps(net), plasticity=plasticity)
     if mode != "static":
         sim.connect_feedback(out, rec, net["B"].astype(float))
         targets = net["targets"].astype(float) if "targets" in net else np.full(1, float(net["target"]))
@@ -183,7 +186,7 @@ def main() -> None:
     wall = walls[fastest]
     builds = [max(b[i] for b in builds_all) for i in range(len(builds))]
     t0, t1 = common.window(net)
-    times, senders = sim.spikes(rec)             # every rank records every spike (exchanged each step)
+    times, senders = sim.spikes(rec)             # every rank records every spike (exchanged each interval)
     keep = (times > t0) & (times <= t1)
     syn_events = common.synaptic_events(net, senders[keep])
     sim_s = net["t_ms"] * 1e-3

@@ -3,6 +3,7 @@
     python benchmarks/peers/make_network.py --n 1000 --seed 1 --out /tmp/w1k.npz
     python benchmarks/peers/make_network.py --n 1000 --k 300 --scale-rec-with-k --out /tmp/k300.npz   # K sweep
     python benchmarks/peers/make_network.py --n 1000 --in-mu 0.45 --out /tmp/fast.npz                # rate sweep
+    python benchmarks/peers/make_network.py --n 1000 --delay-steps 10 --out /tmp/d10.npz            # delays 10 steps
 
 numpy only. Everything random (input spike trains, recurrent connectivity, all weights, feedback
 weights B) is drawn here from ``--seed``; the runners add no randomness of their own. The format is
@@ -69,8 +70,13 @@ def weights_for_indegree(k: int) -> dict:
 
 
 def make_network(n: int, seed: int, weights: dict | None = None, t_ms: float = T_MS,
-                 t_warmup_ms: float = T_WARMUP_MS, k: int = K, rate_in_hz: float = RATE_IN_HZ) -> dict:
-    """Network W; k (recurrent in-degree) and rate_in_hz (of the 100 inputs) for the sweeps of run.py."""
+                 t_warmup_ms: float = T_WARMUP_MS, k: int = K, rate_in_hz: float = RATE_IN_HZ,
+                 delay_steps: int = 1) -> dict:
+    """Network W; k (recurrent in-degree) and rate_in_hz (of the 100 inputs) for the sweeps of run.py;
+    delay_steps: the delay of every input, recurrent and readout synapse in steps of dt (W: 1). The
+    random draws do not depend on it: the same seed gives the same network with other delays."""
+    if delay_steps < 1:
+        raise ValueError(f"delay_steps must be >= 1, got {delay_steps}")
     w = {**WEIGHTS, **(weights or {})}
     rng = np.random.default_rng(seed)
     input_times, input_senders = poisson_inputs(N_IN, rate_in_hz, t_warmup_ms + t_ms, DT_MS, rng)
@@ -87,7 +93,7 @@ def make_network(n: int, seed: int, weights: dict | None = None, t_ms: float = T
     B = rng.normal(0.0, w["B_sigma_sqrt_n"] / np.sqrt(n), size=(n, N_OUT)).astype(np.float32)
     scalars = {"format_version": FORMAT_VERSION, "workload": "W", "seed": seed, "n": n, "n_in": N_IN,
                "n_out": N_OUT, "k": k, "rate_in_hz": rate_in_hz, "dt": DT_MS, "t_ms": t_ms,
-               "t_warmup_ms": t_warmup_ms, **NEURON, **LEARNING, **TIME_DRIVEN}
+               "t_warmup_ms": t_warmup_ms, "delay_steps": int(delay_steps), **NEURON, **LEARNING, **TIME_DRIVEN}
     arrays = {"input_times": input_times, "input_senders": input_senders,
               "in_sources": in_sources, "in_targets": in_targets, "in_weights": in_weights,
               "rec_sources": rec_sources, "rec_targets": rec_targets, "rec_weights": rec_weights,
@@ -110,6 +116,8 @@ def main() -> None:
     parser.add_argument("--t-warmup-ms", type=float, default=T_WARMUP_MS, help="untimed warm-up before it (ms)")
     parser.add_argument("--k", type=int, default=K, help="recurrent in-degree")
     parser.add_argument("--rate-in-hz", type=float, default=RATE_IN_HZ, help="rate of each of the 100 inputs")
+    parser.add_argument("--delay-steps", type=int, default=1,
+                        help="delay of every input, recurrent and readout synapse in steps of dt (default 1)")
     parser.add_argument("--scale-rec-with-k", action="store_true",
                         help="recurrent weights for in-degree k as weights_for_indegree(k) (same input statistics)")
     for key, value in WEIGHTS.items():          # for tuning only; the defaults are the benchmark's network
@@ -118,12 +126,13 @@ def main() -> None:
     weights = {key: getattr(args, key) for key in WEIGHTS}
     if args.scale_rec_with_k:
         weights.update(weights_for_indegree(args.k))
-    data = make_network(args.n, args.seed, weights, args.t_ms, args.t_warmup_ms, args.k, args.rate_in_hz)
+    data = make_network(args.n, args.seed, weights, args.t_ms, args.t_warmup_ms, args.k, args.rate_in_hz,
+                        args.delay_steps)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "wb") as f:            # np.savez would append .npz to a name without it
         np.savez(f, **data)
     n_syn = len(data["in_sources"]) + len(data["rec_sources"]) + len(data["out_sources"])
-    print(f"{args.out}: n={args.n} k={args.k} seed={args.seed} synapses={n_syn} "
+    print(f"{args.out}: n={args.n} k={args.k} delay={args.delay_steps} steps seed={args.seed} synapses={n_syn} "
           f"input spikes={len(data['input_times'])}")
 
 

@@ -11,8 +11,11 @@ weights B, a step_rate_generator target (the file's `targets` per step, else the
 learning window (the file's `learning_window`, else 1); c_reg, f_target, kappa_reg, flush_ms from the file
 where given (the N-MNIST network). Only the mean squared error (NEST 3.10's eprop_readout has no other loss).
 Memory per synapse: common.memory_fields, from just before the first network synapse is connected. Inputs: one
-spike_generator per input -> parrot_neuron -> network (the generator fires one step early so the
-parrot spikes at the file's time). Timed: the measured nest.Simulate(t_ms) only, after an untimed
+spike_generator per input -> parrot_neuron -> network (the generator fires one delay early so the
+parrot spikes at the file's time). Every synapse has delay `delay_steps` · dt (the file's, else dt;
+learning needs dt): input, recurrent, readout, generator -> parrot and neuron -> spike_recorder, so that
+NEST's min_delay is the network's; where generators would have to fire before dt, the whole run is
+`time_offset` ms late. Timed: the measured nest.Simulate(t_ms) only, after an untimed
 nest.Simulate(t_warmup_ms) (which also pays NEST's connection-infrastructure preparation).
 """
 from __future__ import annotations
@@ -29,6 +32,10 @@ import numpy as np  # noqa: E402
 
 def build(nest, net: dict, threads: int, learning: bool):
     dt, n, n_in, n_out = net["dt"], net["n"], net["n_in"], net["n_out"]
+    if learning:
+        common.refuse_learning_delay(net, "nest_w.py", "NEST 3.10's eprop_synapse needs delay = dt")
+    delay = common.delay_steps(net) * dt                             # of the input, recurrent and readout synapses
+    offset = time_offset(net)
     if learning and net.get("loss", "mean_squared_error") != "mean_squared_error":
         raise SystemExit(f"nest_w.py: loss {net['loss']!r}: NEST 3.10's eprop_readout has only the mean squared error")
     nest.ResetKernel()
@@ -39,9 +46,11 @@ def build(nest, net: dict, threads: int, learning: bool):
     times, senders = net["input_times"], net["input_senders"]
     order = np.argsort(senders, kind="stable")
     bounds = np.searchsorted(senders[order], np.arange(n_in + 1))
-    gens.set([{"spike_times": times[order[bounds[i]:bounds[i + 1]]] - dt} for i in range(n_in)])
+    gens.set([{"spike_times": times[order[bounds[i]:bounds[i + 1]]] + offset - delay} for i in range(n_in)])
     parrots = nest.Create("parrot_neuron", n_in)
-    nest.Connect(gens, parrots, "one_to_one", {"synapse_model": "static_synapse", "delay": dt})
+    # generator -> parrot with the network's delay too: NEST's min_delay (its communication interval) is then
+    # the network's, as eprop-gen's delivery interval
+    nest.Connect(gens, parrots, "one_to_one", {"synapse_model": "static_synapse", "delay": delay})
 
     lif = {"tau_m": net["tau_m"], "E_L": net["E_L"], "V_m": net["E_L"], "V_th": net["V_th"],
            "t_ref": net["t_ref"], "C_m": net["C_m"], "I_e": 0.0}
@@ -73,7 +82,7 @@ def build(nest, net: dict, threads: int, learning: bool):
         sources, targets = net[key + "_sources"], net[key + "_targets"]
         weights = net[key + "_weights"].astype(np.float64)
         nest.Connect(pre_ids[sources], post_ids[targets], "one_to_one",
-                     {"synapse_model": syn, "weight": weights, "delay": np.full(len(weights), dt)})
+                     {"synapse_model": syn, "weight": weights, "delay": np.full(len(weights), delay)})
 
     if learning:
         B = net["B"].astype(np.float64)                                # (n, n_out): readout k -> neuron j
@@ -93,9 +102,19 @@ def build(nest, net: dict, threads: int, learning: bool):
                                                           "receptor_type": receptors["eprop_learning_window"]})
 
     t0, t1 = common.window(net)
-    recorder = nest.Create("spike_recorder", {"start": t0, "stop": t1})
-    nest.Connect(pop, recorder)
+    recorder = nest.Create("spike_recorder", {"start": t0 + offset, "stop": t1 + offset})
+    nest.Connect(pop, recorder, syn_spec={"delay": delay})       # the default 1 ms would be NEST's min_delay
     return pop, recorder, rss_before
+
+
+def time_offset(net: dict) -> float:
+    """ms by which NEST runs the file's network late: a parrot spikes at the file's time + offset, its
+    generator fires delay_steps · dt before, and the generators' first spike may be at dt at the earliest.
+    0 with delays of one step (the inputs start at 2 dt); before the first input the neurons rest at E_L,
+    so the offset changes nothing but NEST's clock (the runner subtracts it again)."""
+    dt = net["dt"]
+    first = float(np.min(net["input_times"])) if len(net["input_times"]) else np.inf
+    return max(0.0, (common.delay_steps(net) + 1) * dt - first)
 
 
 def step_rate(values: np.ndarray, dt: float) -> dict:
@@ -117,7 +136,7 @@ def main() -> None:
         pop, recorder, rss_before = build(nest, net, args.threads, args.learning)
         builds.append(time.perf_counter() - start)
         start = time.perf_counter()
-        nest.Simulate(net["t_warmup_ms"])
+        nest.Simulate(net["t_warmup_ms"] + time_offset(net))
         warmups.append(time.perf_counter() - start)
         start = time.perf_counter()
         nest.Simulate(net["t_ms"])
@@ -127,7 +146,7 @@ def main() -> None:
 
     events = recorder.get("events")
     senders = np.asarray(events["senders"]) - pop[0].global_id
-    times = np.asarray(events["times"])
+    times = np.asarray(events["times"]) - time_offset(net)
     syn_events = common.synaptic_events(net, senders)
     sim_s = net["t_ms"] * 1e-3
     common.emit({

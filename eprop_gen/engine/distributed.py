@@ -160,6 +160,15 @@ class Exchange:
         self.id_dtype = np.dtype(np.int32 if max((p.n for p in self.models), default=0) < 2 ** 31 else np.int64)
         # where this rank's entries of the batch start in each record
         self.rec_start = {p.index: int(pops_struct[p.index].rec_count) for p in self.models}
+        # the exchanged records ("columns"): every model population's spike and flush records
+        self.columns = [(p, flush) for p in self.models for flush in (False, True)]
+        self.counts = np.empty(len(self.columns), np.int64)
+        self.every = np.empty((ranks.size, len(self.columns)), np.int64)
+        self.column_of_entry = np.tile(np.arange(len(self.columns)), ranks.size)
+        self.id_type = MPI._typedict[self.id_dtype.char]
+        self.nothing = np.zeros(0, self.id_dtype)
+        # room a record keeps after each exchange: the next batch's own events
+        self.own_room = {p.index: interval * int(np.diff(ranks.block(p.n))[0]) for p in self.models}
         self.flush_start = {p.index: int(pops_struct[p.index].flush_count) for p in self.models}
         self.stats = stats
         self.callback = native.EXCHANGE(self._call)      # kept alive as long as the engine may call it
@@ -195,54 +204,67 @@ class Exchange:
     def _events(self, last: int) -> None:
         """The spikes and flush events of the batch's steps [next_step, last] of every model
         population from every rank, into every rank's records (sorted by step, then id)."""
-        first = self.next_step
-        buffers, counts = [], []
-        for p in self.models:
-            s = self.pops_struct[p.index]
-            for flush, (lo, hi) in ((False, (self.rec_start[p.index], int(s.rec_count))),
-                                    (True, (self.flush_start[p.index], int(s.flush_count)))):
-                senders, steps, _ = p._record(flush)
-                buffers.append(senders[lo:hi].astype(self.id_dtype))
-                if self.interval > 1:           # (sender id, step offset) pairs; D = 1: ids only
-                    buffers.append((steps[lo:hi] - first).astype(self.id_dtype))
-                counts.append(hi - lo)
-        counts = np.array(counts, np.int64)
-        every = np.empty((self.ranks.size, counts.size), np.int64)
+        first, pairs = self.next_step, self.interval > 1
+        counts, buffers = self.counts, []
+        for c, (p, flush) in enumerate(self.columns):
+            senders, steps, _ = p._record(flush)
+            lo, hi = self._start(p, flush), self._count_field(p, flush)
+            counts[c] = hi - lo
+            if hi > lo:
+                buffers.append(np.stack([senders[lo:hi], steps[lo:hi] - first], axis=1) if pairs else senders[lo:hi])
+        every = self.every
         arrived = time.perf_counter()
         self.ranks.comm.Allgather(counts, every)
         self.stats.wait_seconds += time.perf_counter() - arrived
-        sent = np.concatenate(buffers) if buffers else np.zeros(0, self.id_dtype)
-        per_entry = 2 if self.interval > 1 else 1
-        totals = every.sum(axis=1) * per_entry
+        width = 2 if pairs else 1                   # (sender id, step offset in the batch) or ids
+        sent = np.concatenate(buffers).astype(self.id_dtype).ravel() if buffers else self.nothing
+        totals = every.sum(axis=1) * width
         received = np.empty(int(totals.sum()), self.id_dtype)
-        offsets = np.concatenate([[0], np.cumsum(totals)[:-1]])
-        self.ranks.comm.Allgatherv(sent, [received, totals, offsets, self.MPI._typedict[self.id_dtype.char]])
+        self.ranks.comm.Allgatherv(sent, [received, totals, np.cumsum(totals) - totals, self.id_type])
         self._count(counts.nbytes + sent.nbytes, every.nbytes - counts.nbytes + received.nbytes - sent.nbytes)
-        # received: rank after rank, each [pop0 spikes (ids, offsets), pop0 flushes (...), pop1 ...]
-        parts = [np.split(received[offsets[r]:offsets[r] + totals[r]], np.cumsum(np.repeat(every[r], per_entry))[:-1])
-                 for r in range(self.ranks.size)]
-        column = 0
+        # received: rank after rank, column after column; regroup by column (stable: rank order) and,
+        # for a batch, by step within a column: then each step's ids ascend, as one process has them
+        entries = received.reshape(-1, width)
+        per_column = every.sum(axis=0)
+        busy = np.flatnonzero(per_column)
+        if busy.size > 1:
+            column = np.repeat(self.column_of_entry, every.ravel())
+            order = np.lexsort((entries[:, 1], column)) if pairs else np.argsort(column, kind="stable")
+            entries = entries[order]
+        elif pairs:
+            entries = entries[np.argsort(entries[:, 1], kind="stable")]
+        ends = np.cumsum(per_column)
+        for c in busy:                              # a record without events keeps its room
+            p, flush = self.columns[c]
+            mine = entries[ends[c] - per_column[c]:ends[c]]
+            steps = mine[:, 1].astype(np.int64) + first if pairs else np.full(mine.shape[0], last, np.int64)
+            self._write(p, flush, mine[:, 0], steps)
         for p in self.models:
-            s = self.pops_struct[p.index]
-            for flush in (False, True):
-                ids = np.concatenate([part[per_entry * column] for part in parts])
-                steps = (np.concatenate([part[per_entry * column + 1] for part in parts]).astype(np.int64) + first
-                         if self.interval > 1 else np.full(ids.size, last, np.int64))
-                order = np.argsort(steps, kind="stable")   # by step; within one, rank order = ascending ids
-                self._write(p, flush, ids[order], steps[order])
-                column += 1
-            p._point_records(s)                     # the records may have grown
             flags = self.spike_flags.get(p.index)
             if flags is not None:                   # time-driven: the sources' spikes of the batch
                 self._flag_others(p, flags, first, last)
+
+    def _start(self, p, flush: bool) -> int:
+        return (self.flush_start if flush else self.rec_start)[p.index]
+
+    def _count_field(self, p, flush: bool) -> int:
+        struct = self.pops_struct[p.index]
+        return int(struct.flush_count if flush else struct.rec_count)
 
     def _write(self, p, flush: bool, ids: np.ndarray, steps: np.ndarray) -> None:
         """The batch's entries of a record (replacing this rank's own), with room after them for
         the next batch's own entries: every rank's engine then finds room at the same steps."""
         start = self.flush_start if flush else self.rec_start
-        own = int(np.diff(self.ranks.block(p.n))[0])
-        p._replace_record_tail(flush, start[p.index], ids, steps, self.interval * own)
+        before = p._record(flush)[0]
+        p._replace_record_tail(flush, start[p.index], ids, steps, self.own_room[p.index])
         start[p.index] += ids.size
+        struct = self.pops_struct[p.index]
+        if p._record(flush)[0] is not before:      # it grew: point the engine at the new arrays
+            p._point_records(struct)
+        if flush:
+            struct.flush_count = start[p.index]
+        else:
+            struct.rec_count = start[p.index]
 
     def _flag_others(self, p, flags: np.ndarray, first: int, last: int) -> None:
         """Spike flags of the batch's steps: the other ranks' neurons from the record (the engine

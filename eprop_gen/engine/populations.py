@@ -258,6 +258,7 @@ class Population:
             ring=ctypes.cast(ring_table, native.c_real_pp),
             ring_slots=pointer(self._ring_slots, ctypes.c_int64))
         self._point_records(struct)
+        struct.rec_count, struct.flush_count = self._rec_count, self._flush_count
         return struct
 
     def _record(self, flush: bool) -> tuple[np.ndarray, np.ndarray, int]:
@@ -285,11 +286,12 @@ class Population:
             self._rec_count += senders.size
 
     def _point_records(self, struct: native.EgEnginePop) -> None:
-        """Point an engine struct at the spike and flush records (again after they grew)."""
-        struct.rec_capacity, struct.rec_count = self._rec_step.size, self._rec_count
+        """Point an engine struct at the spike and flush records (again after they grew; the
+        counts are set by the caller)."""
+        struct.rec_capacity = self._rec_step.size
         struct.rec_step = pointer(self._rec_step, ctypes.c_int64)
         struct.rec_sender = pointer(self._rec_sender, ctypes.c_int64)
-        struct.flush_capacity, struct.flush_count = self._flush_step.size, self._flush_count
+        struct.flush_capacity = self._flush_step.size
         struct.flush_step = pointer(self._flush_step, ctypes.c_int64)
         struct.flush_sender = pointer(self._flush_sender, ctypes.c_int64)
 
@@ -320,8 +322,7 @@ class Population:
         free = self._rec_step.size - self._rec_count
         if free >= room and self._rec_step.size:
             return
-        capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._rec_step.size,
-                       self._rec_count + 4 * room)
+        capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._rec_step.size, self._rec_count + room)
         self._rec_step = _grown(self._rec_step, capacity, self._rec_count)
         self._rec_sender = _grown(self._rec_sender, capacity, self._rec_count)
 
@@ -342,7 +343,7 @@ class Population:
         used = self._flush_count
         if self._flush_step.size - used >= room and self._flush_step.size:
             return
-        capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._flush_step.size, used + 4 * room)
+        capacity = max(MIN_SPIKE_RECORD_CAPACITY, 2 * self._flush_step.size, used + room)
         self._flush_step = _grown(self._flush_step, capacity, used)
         self._flush_sender = _grown(self._flush_sender, capacity, used)
 

@@ -55,7 +55,7 @@ def run(out: Path, engine: str, ranks: int, threads: int, mode: str = "whole") -
 
 def same_run(key: str) -> bool:
     """Keys a run with any number of ranks must reproduce (not: how many, what it exchanged)."""
-    return key != "ranks" and not key.startswith("comm_")
+    return key != "ranks" and not key.startswith(("comm_", "rank0_"))
 
 
 @pytest.mark.parametrize("engine, split", [("event", ((2, 2), (3, 1))), ("time", ((2, 1), (3, 1))),
@@ -71,6 +71,9 @@ def test_ranks_give_the_single_process_run_bit_for_bit(tmp_path, engine, split):
         for key, value in single.items():
             if same_run(key):
                 assert np.array_equal(value, many[key]), f"{key} differs with {ranks} ranks x {threads} threads"
+        if engine != "static":          # rank 0 archives only its own recurrent neurons (17 // ranks)
+            assert many["rank0_history_width"] == 17 // ranks and single["rank0_history_width"] == 17
+            assert many["rank0_history_bytes"] < 0.7 * single["rank0_history_bytes"]
         if engine == "static":
             # delays >= 3: one exchange per 3 steps, plus one where each of the 6 calls ends mid-batch
             assert many["interval"] == 3 and many["comm_steps"] == 300

@@ -137,11 +137,13 @@ def history_steps(value) -> int:
 class Archive:
     """The history ring of one population and, for a readout, its per-step target and window."""
 
-    def __init__(self, pop, capacity: int, block_steps: int = 0):
+    def __init__(self, pop, capacity: int, block_steps: int = 0, owned: tuple[int, int] | None = None):
+        """owned: the neurons [lo, hi) this MPI rank owns, whose history it alone holds (a
+        readout's is held whole: every rank turns all readouts' errors into learning signals)."""
         self.pop = pop
-        self.history = plasticity.History(capacity, pop.n, block_layout(pop.model, block_steps),
-                                          len(pop.model.archived))
         recordables, observables = pop.model.recordables, pop.model.observables
+        self.history = plasticity.History(capacity, pop.n, block_layout(pop.model, block_steps),
+                                          len(pop.model.archived), None if "y" in observables else owned)
         self.extra_states = np.array([recordables.index(name) for name in pop.model.archived], np.int32)
         self.psi_state = recordables.index("psi") if "psi" in observables else -1
         self.reg_state = recordables.index("R") if "R" in observables else -1

@@ -32,7 +32,7 @@ MAX_TARGETS = 2 ** 31             # neurons a population may have as synapse tar
 MAX_DELAY = 2 ** 15 - 1           # steps
 KERNEL = ctypes.c_void_p          # eg_kernel: address from CompiledModel.kernel_address
 
-ENGINE_ABI = 9
+ENGINE_ABI = 10
 
 
 class EgPopulation(ctypes.Structure):          # eg_population (eg_runtime.h)

@@ -305,7 +305,7 @@ class Network:
 
     def _archive(self, pop: Population) -> learning.Archive:
         if pop.index not in self._archives:
-            archive = learning.Archive(pop, self.history_steps, self._block_steps)
+            archive = learning.Archive(pop, self.history_steps, self._block_steps, self.ranks.block(pop.n))
             if self.time_driven:
                 archive.use_intervals(self._interval_steps[0])
             self._archives[pop.index] = archive

@@ -48,7 +48,7 @@ class EgBlocks(ctypes.Structure):              # eg_blocks (eg_eprop.h), per lea
 
 class EgHistory(ctypes.Structure):             # eg_history (eg_eprop.h)
     _fields_ = [("capacity", ctypes.c_int64), ("mask", ctypes.c_int64), ("n", ctypes.c_int64),
-                ("psi", c_lreal_p),
+                ("first", ctypes.c_int64), ("width", ctypes.c_int64), ("psi", c_lreal_p),
                 ("learning_signal", c_lreal_p), ("regularisation", c_lreal_p),
                 ("n_blocks", ctypes.c_int64), ("blocks", ctypes.POINTER(EgBlocks)),
                 ("n_extra", ctypes.c_int64), ("extra", c_lreal_pp)]
@@ -131,17 +131,22 @@ class BlockLayout:
 
 
 class History:
-    """psi, L and R of n neurons for the last `capacity` steps: [m % capacity, neuron] holds step m
-    (step-major: the synapses an event reaches share their window's rows, eg_eprop.h); `extra`
-    [k][m % capacity, neuron] the model's other archived quantities (CompiledModel.archived: the
-    derivative of an RK4 step, the reset's derivative); with a BlockLayout also the per-neuron block
-    products of each learning port (eg_blocks)."""
+    """psi, L and R of the neurons [first, first + width) of a population of n for the last
+    `capacity` steps: [m % capacity, neuron - first] holds step m (step-major: the synapses an event
+    reaches share their window's rows, eg_eprop.h); `extra` [k][m % capacity, neuron - first] the
+    model's other archived quantities (CompiledModel.archived: the derivative of an RK4 step, the
+    reset's derivative); with a BlockLayout also the per-neuron block products of each learning
+    port (eg_blocks). One process holds all n neurons; an MPI rank its own block."""
 
-    def __init__(self, capacity: int, n: int, blocks: BlockLayout | None = None, n_extra: int = 0):
-        self.psi = np.zeros((capacity, n), LEARNING_REAL)
-        self.learning_signal = np.zeros((capacity, n), LEARNING_REAL)
-        self.regularisation = np.zeros((capacity, n), LEARNING_REAL)
-        self.extra = np.zeros((n_extra, capacity, n), LEARNING_REAL)
+    def __init__(self, capacity: int, n: int, blocks: BlockLayout | None = None, n_extra: int = 0,
+                 columns: tuple[int, int] | None = None):
+        self.n = n
+        self.columns = (0, n) if columns is None else columns    # neurons [first, end) held
+        width = self.columns[1] - self.columns[0]
+        self.psi = np.zeros((capacity, width), LEARNING_REAL)
+        self.learning_signal = np.zeros((capacity, width), LEARNING_REAL)
+        self.regularisation = np.zeros((capacity, width), LEARNING_REAL)
+        self.extra = np.zeros((n_extra, capacity, width), LEARNING_REAL)
         self._extra_rows = (c_lreal_p * max(1, n_extra))(*[pointer(self.extra[k], c_lreal) for k in range(n_extra)])
         self.blocks = blocks
         self.prefix, self.suffix, self.total = [], [], []
@@ -150,16 +155,17 @@ class History:
             raise ValueError(f"history capacity {capacity} and block {block} must be powers of two, "
                              f"the block at most the capacity")
         for entries, _ in (blocks.ports if blocks else ()):
-            self.prefix.append(np.zeros((blocks.block, n, entries), LEARNING_REAL))
-            self.suffix.append(np.zeros((capacity, n, entries), LEARNING_REAL))
-            self.total.append(np.zeros((capacity // blocks.block, n, entries), LEARNING_REAL))
+            self.prefix.append(np.zeros((blocks.block, width, entries), LEARNING_REAL))
+            self.suffix.append(np.zeros((capacity, width, entries), LEARNING_REAL))
+            self.total.append(np.zeros((capacity // blocks.block, width, entries), LEARNING_REAL))
         self._block_structs = (EgBlocks * max(1, len(self.prefix)))(*[
             EgBlocks(block=blocks.block, shift=blocks.block.bit_length() - 1, entries=entries,
                      prefix=pointer(self.prefix[k], c_lreal),
                      suffix=pointer(self.suffix[k], c_lreal), total=pointer(self.total[k], c_lreal),
                      advance=advance)
             for k, (entries, advance) in enumerate(blocks.ports if blocks else ())])
-        self.view = EgHistory(capacity=capacity, mask=capacity - 1, n=n, psi=pointer(self.psi, c_lreal),
+        self.view = EgHistory(capacity=capacity, mask=capacity - 1, n=n, first=self.columns[0], width=width,
+                              psi=pointer(self.psi, c_lreal),
                               learning_signal=pointer(self.learning_signal, c_lreal),
                               regularisation=pointer(self.regularisation, c_lreal),
                               n_blocks=len(self.prefix), blocks=self._block_structs,
@@ -175,7 +181,7 @@ class History:
     def grown(self, capacity: int, first: int, end: int) -> "History":
         """A longer ring with the rows of steps [first, end) (their block products too)."""
         from .schedule import rehome
-        new = History(capacity, self.psi.shape[1], self.blocks, self.extra.shape[0])
+        new = History(capacity, self.n, self.blocks, self.extra.shape[0], self.columns)
         for name in ("psi", "learning_signal", "regularisation"):
             rehome(getattr(self, name), getattr(new, name), first, end, axis=0)
         for k in range(self.extra.shape[0]):

@@ -65,9 +65,10 @@ def network_state(net) -> dict[str, np.ndarray]:
 
 
 # Under MPI a checkpoint holds the whole network as one process would (so it resumes on any
-# number of ranks): per-neuron arrays from their owners (the axis of the neurons), per-synapse
-# arrays in the projection's CSR order. Window bookkeeping, spike records and flags, parameters
-# are the same on every rank.
+# number of ranks): per-neuron arrays from their owners (the axis of the neurons; a history holds
+# only its rank's neurons, the others whole-size arrays of which the owned entries count),
+# per-synapse arrays in the projection's CSR order. Window bookkeeping, spike records and flags,
+# parameters are the same on every rank.
 _NEURON_AXIS = {"_state": -1, "_refractory": -1, "_spiked": -1, "ring": -1, "psi": 1, "learning_signal": 1,
                 "regularisation": 1, "extra": 2, "prefix": 1, "suffix": 1, "total": 1, "spike_count": 0,
                 "interval_spikes": 1}
@@ -78,14 +79,27 @@ def _neuron_axis(name: str) -> int | None:
     return _NEURON_AXIS.get(name.rstrip("0123456789"))
 
 
+def _divided_histories(net) -> dict[str, tuple[int, int]]:
+    """Checkpoint keys of the history arrays that hold only this rank's neurons -> [lo, hi)."""
+    out = {}
+    for index, archive in net._archives.items():
+        lo, hi = archive.history.columns
+        if (lo, hi) != (0, archive.pop.n):
+            out.update({f"archive{index}/{name}": (lo, hi) for name in archive.history.arrays()})
+    return out
+
+
 def _whole_network(net, out: dict) -> None:
     """network_state's local arrays -> the whole network's (collective)."""
-    from .distributed import owners_blocks
+    from .distributed import allgather_array, owners_blocks
     owner_of = {f"pop{p.index}": p for p in net.populations if isinstance(p, Population)}
     owner_of.update({f"archive{i}": a.pop for i, a in net._archives.items()})
+    divided = _divided_histories(net)
     for key in sorted(out):
         head, _, name = key.partition("/")
-        if head in owner_of and _neuron_axis(name) is not None:
+        if key in divided:
+            out[key] = np.concatenate(allgather_array(net.ranks, out[key]), axis=_neuron_axis(name))
+        elif head in owner_of and _neuron_axis(name) is not None:
             out[key] = owners_blocks(net.ranks, out[key], owner_of[head].n, _neuron_axis(name))
     for proj in net.projections:
         order = proj._order()
@@ -97,9 +111,12 @@ def _whole_network(net, out: dict) -> None:
 
 
 def _own_part(net, state) -> dict:
-    """A whole-network state -> this rank's per-synapse parts (per-neuron arrays are kept whole:
-    every rank holds them, only the owned entries are used)."""
+    """A whole-network state -> this rank's per-synapse parts and history columns (the other
+    per-neuron arrays are kept whole: every rank holds them, only the owned entries are used)."""
     state = dict(state)
+    for key, (lo, hi) in _divided_histories(net).items():
+        if key in state:
+            state[key] = np.take(np.asarray(state[key]), np.arange(lo, hi), axis=_neuron_axis(key.partition("/")[2]))
     for proj in net.projections:
         order = proj._order()
         for name in _PER_SYNAPSE:
@@ -167,8 +184,8 @@ def load_network_state(net, state) -> None:
     for index, archive in net._archives.items():
         key = f"archive{index}"
         psi = state[f"{key}/psi"]
-        archive.history = plasticity.History(psi.shape[0], psi.shape[1], archive.history.blocks,
-                                             archive.history.extra.shape[0])
+        archive.history = plasticity.History(psi.shape[0], archive.pop.n, archive.history.blocks,
+                                             archive.history.extra.shape[0], archive.history.columns)
         for name, array in archive.history.arrays().items():
             np.copyto(array, state[f"{key}/{name}"])
         for name in ("spike_count", "interval_spikes"):

@@ -47,13 +47,16 @@ typedef struct eg_blocks {
 } eg_blocks;
 
 // What a neuron archives per step for the synapses that replay it later, step-major: step m of
-// neuron i at (m % capacity) * n + i. An event reaches many targets whose windows share their
-// rows (all of a source's synapses have the same last event), so one row serves them all from
-// consecutive memory.
+// neuron i at (m % capacity) * width + i - first. An event reaches many targets whose windows share
+// their rows (all of a source's synapses have the same last event), so one row serves them all
+// from consecutive memory. Under MPI a rank holds only its own neurons' columns [first, first +
+// width) (a readout's history stays whole: every rank reads all readouts' errors).
 typedef struct eg_history {
     int64_t capacity;          // steps held, a power of two
     int64_t mask;              // capacity - 1: step m is in slot m & mask (m >= 0)
-    int64_t n;                 // neurons
+    int64_t n;                 // neurons of the population
+    int64_t first;             // the first neuron held
+    int64_t width;             // neurons held (n in one process)
     eg_lreal* psi;             // pseudo-derivative psi[m]
     eg_lreal* learning_signal; // L[m] (a readout's own error)
     eg_lreal* regularisation;  // R[m]
@@ -66,16 +69,16 @@ typedef struct eg_history {
 } eg_history;
 
 static inline int64_t eg_history_row(const eg_history* h, int64_t m, int64_t i) {
-    return (m & h->mask) * h->n + i;
+    return (m & h->mask) * h->width + (i - h->first);
 }
 static inline eg_lreal* eg_prefix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
-    return b->prefix + ((m & (b->block - 1)) * h->n + i) * b->entries;
+    return b->prefix + ((m & (b->block - 1)) * h->width + (i - h->first)) * b->entries;
 }
 static inline eg_lreal* eg_suffix_at(const eg_history* h, const eg_blocks* b, int64_t m, int64_t i) {
     return b->suffix + (eg_history_row(h, m, i)) * b->entries;
 }
 static inline eg_lreal* eg_total_at(const eg_history* h, const eg_blocks* b, int64_t k, int64_t i) {
-    return b->total + ((k & (h->mask >> b->shift)) * h->n + i) * b->entries;
+    return b->total + ((k & (h->mask >> b->shift)) * h->width + (i - h->first)) * b->entries;
 }
 
 // The plastic synapses of one projection, structure of arrays (a synapse lives with its target).

@@ -43,7 +43,7 @@
 
 extern "C" {
 
-#define EG_ENGINE_ABI 9
+#define EG_ENGINE_ABI 10
 
 // One population as the engine sees it: a model population or a spike source.
 typedef struct eg_engine_pop {

@@ -54,7 +54,10 @@ def main(out: str, engine: str, threads: int, mode: str = "whole") -> None:
         return
     times, ids = net.spikes(rec)
     result = dict(times=times, ids=ids, y=net.recording(out_pop)["y"][-steps // 2:],
-                  V_m=net.recording(rec)["V_m"][-steps // 2:], V_end=rec.get("V_m"), w0_initial=initial)
+                  V_m=net.recording(rec)["V_m"][-steps // 2:], V_end=rec.get("V_m"), w0_initial=initial,
+                  # rank 0's share: the recurrent neurons' history holds only its own columns
+                  rank0_history_bytes=net.memory()["history"],
+                  rank0_history_width=net._archives[rec.index].history.psi.shape[1])
     write(net, out, result, projections)
 
 

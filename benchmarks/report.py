@@ -41,8 +41,10 @@ MPI_TEXT = ("eprop-gen alone, as one network across R ranks (`mpirun -n R`, `run
             "and, with learning, its readouts' errors; exchanges/step = exchanges per step of the busiest rank; "
             "synapse MB = connectivity + synapse state "
             "(`Network.memory()`), total MB = all its parts (neurons, connectivity, synapse state, windows, "
-            "history), each rank's, separated by /. Neuron state and history are not divided across ranks yet "
-            "(full size on every rank). Spike ids are int32 since commit `3b31be1` (int64 before: the "
+            "history), each rank's, separated by /. Neuron state, input rings and the window bookkeeping are "
+            "not divided across ranks yet (full size on every rank); the e-prop history is since commit "
+            "`dd37d8c` (rows measured before it hold the whole history on every rank: W 10k time-driven 2 × 1 "
+            "had 602 MB per rank). Spike ids are int32 since commit `3b31be1` (int64 before: the "
             "event-driven W rows of commit `99641d5` sent 133 B/step at N = 1000 and 613 at N = 10000 on 2 × 1).")
 
 

@@ -207,7 +207,7 @@ class Exchange:
         first, pairs = self.next_step, self.interval > 1
         counts, buffers = self.counts, []
         for c, (p, flush) in enumerate(self.columns):
-            senders, steps, _ = p._record(flush)
+            senders, steps = p._record(flush)
             lo, hi = self._start(p, flush), self._count_field(p, flush)
             counts[c] = hi - lo
             if hi > lo:

@@ -261,11 +261,9 @@ class Population:
         struct.rec_count, struct.flush_count = self._rec_count, self._flush_count
         return struct
 
-    def _record(self, flush: bool) -> tuple[np.ndarray, np.ndarray, int]:
-        """(senders, steps, count) of the spike record or of the flush record."""
-        if flush:
-            return self._flush_sender, self._flush_step, self._flush_count
-        return self._rec_sender, self._rec_step, self._rec_count
+    def _record(self, flush: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(senders, steps) of the spike record or of the flush record."""
+        return (self._flush_sender, self._flush_step) if flush else (self._rec_sender, self._rec_step)
 
     def _replace_record_tail(self, flush: bool, at: int, senders: np.ndarray, steps: np.ndarray,
                              room: int) -> None:
@@ -277,7 +275,7 @@ class Population:
         else:
             self._rec_count = at
             self._ensure_spike_record_room(senders.size + room)
-        sender_array, step_array, _ = self._record(flush)
+        sender_array, step_array = self._record(flush)
         sender_array[at:at + senders.size] = senders
         step_array[at:at + senders.size] = steps
         if flush:
